@@ -1,0 +1,1082 @@
+//! PURE: the allow/deny decision. [`authorize`] takes the request head, the time, the
+//! key snapshot and the compiled [`Policy`], and returns a [`Decision`]; it does no I/O
+//! and reads no clock, so every denial reason is unit-tested with a fixed `now`.
+//!
+//! Order of checks: method, path canonicalisation, route selection, CORS preflight,
+//! credential extraction (RFC 6750), token shape and header, issuer -> pool, key by
+//! `kid` from that pool only, signature, typed claims, time, `token_use`, client, then
+//! the route's token kinds, groups and scopes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::{Method, header};
+
+use crate::config::{AuthMode, Config, PathMatch, PreflightMode, RouteConfig, TokenUse};
+use crate::jwks::KeysSnapshot;
+use crate::path;
+use crate::token::{self, Claims, TokenError};
+
+/// Why a request is refused. Each reason has its own status, challenge and metric label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// Path with forbidden encodings, climbing above `/`, or not origin-form.
+    BadPath,
+    /// `CONNECT` or `TRACE`.
+    MethodNotAllowed,
+    /// Two `Authorization` headers, an empty or non-b64token bearer credential, or a
+    /// token in both the header and the query.
+    InvalidRequest,
+    /// No bearer token on a route that needs one.
+    Missing,
+    /// Bearer token longer than `limits.max_token_bytes`.
+    TooLarge,
+    /// Not a compact JWS of JSON objects, or duplicate members.
+    Malformed,
+    /// `alg` other than `RS256`.
+    BadAlgorithm,
+    /// Header parameter never accepted (`crit`, `jku`, `jwk`, `x5u`, `x5c`, `cty`, ...).
+    BadHeader,
+    /// No `kid`, or an oversized one.
+    MissingKid,
+    /// `iss` missing or not a configured issuer.
+    WrongIssuer,
+    /// `kid` not in the issuing pool's key set.
+    UnknownKid {
+        /// Index of the pool whose keys were searched.
+        pool: usize,
+    },
+    /// Signature does not verify.
+    BadSignature,
+    /// A claim missing, duplicated or of the wrong type.
+    BadClaims,
+    /// `exp` passed (beyond the leeway).
+    Expired,
+    /// `nbf` in the future (beyond the leeway).
+    NotYetValid,
+    /// `iat` in the future (beyond the leeway).
+    IssuedInFuture,
+    /// `exp - iat` longer than the pool's `max_lifetime_seconds`.
+    LifetimeTooLong,
+    /// `token_use` not accepted by the pool or route.
+    WrongTokenUse,
+    /// `aud` / `client_id` not a configured app client.
+    WrongClient,
+    /// The pool has no usable keys (never loaded, or stale past `max_stale_seconds`).
+    KeysUnavailable,
+    /// Valid token without a required group.
+    Forbidden,
+    /// Valid token without a required scope.
+    InsufficientScope {
+        /// The route's scopes, space-separated, for the challenge.
+        scopes: String,
+    },
+}
+
+impl Denial {
+    /// Bounded metric label.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::BadPath => "bad_path",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::InvalidRequest => "invalid_request",
+            Self::Missing => "missing",
+            Self::TooLarge => "too_large",
+            Self::Malformed => "malformed",
+            Self::BadAlgorithm => "bad_algorithm",
+            Self::BadHeader => "bad_header",
+            Self::MissingKid => "missing_kid",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::UnknownKid { .. } => "unknown_kid",
+            Self::BadSignature => "bad_signature",
+            Self::BadClaims => "bad_claims",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::LifetimeTooLong => "lifetime_too_long",
+            Self::WrongTokenUse => "wrong_token_use",
+            Self::WrongClient => "wrong_client",
+            Self::KeysUnavailable => "keys_unavailable",
+            Self::Forbidden => "forbidden",
+            Self::InsufficientScope { .. } => "insufficient_scope",
+        }
+    }
+
+    /// Every reason label, for pre-creating metric series.
+    pub const REASONS: [&'static str; 22] = [
+        "bad_path",
+        "method_not_allowed",
+        "invalid_request",
+        "missing",
+        "too_large",
+        "malformed",
+        "bad_algorithm",
+        "bad_header",
+        "missing_kid",
+        "wrong_issuer",
+        "unknown_kid",
+        "bad_signature",
+        "bad_claims",
+        "expired",
+        "not_yet_valid",
+        "issued_in_future",
+        "lifetime_too_long",
+        "wrong_token_use",
+        "wrong_client",
+        "keys_unavailable",
+        "forbidden",
+        "insufficient_scope",
+    ];
+}
+
+/// A verified caller.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Name of the pool that issued the token.
+    pub pool: String,
+    /// The verified claims.
+    pub claims: Claims,
+}
+
+/// How a request was admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// A valid token satisfied the route.
+    Authenticated,
+    /// Public route; credentials ignored.
+    Public,
+    /// Optional route without a token.
+    Anonymous,
+    /// CORS preflight forwarded without credentials.
+    Preflight,
+}
+
+impl Admit {
+    /// Metric label.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Authenticated => "allowed",
+            Self::Public => "public",
+            Self::Anonymous => "anonymous",
+            Self::Preflight => "preflight",
+        }
+    }
+}
+
+/// An admitted request.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// How it was admitted.
+    pub admit: Admit,
+    /// The canonical path that was authorised (and is forwarded).
+    pub path: String,
+    /// The verified caller, when there is one.
+    pub identity: Option<Arc<Identity>>,
+}
+
+/// The outcome of [`authorize`].
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Forward.
+    Allow(Admission),
+    /// Answer locally.
+    Deny(Denial),
+}
+
+#[derive(Debug, Clone)]
+struct PoolPolicy {
+    name: String,
+    client_ids: Vec<String>,
+    token_use: Vec<TokenUse>,
+    leeway: i64,
+    max_lifetime: i64,
+}
+
+/// The compiled, immutable policy [`authorize`] applies.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pools: Vec<PoolPolicy>,
+    issuers: HashMap<String, usize>,
+    routes: Vec<RouteConfig>,
+    default_route: RouteConfig,
+    max_token_bytes: usize,
+    preflight: PreflightMode,
+    max_stale: i64,
+}
+
+impl Policy {
+    /// Compiles the policy from a validated configuration.
+    #[must_use]
+    pub fn from_config(cfg: &Config) -> Self {
+        let mut issuers = HashMap::new();
+        let pools = cfg
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                for iss in &p.issuers {
+                    issuers.insert(iss.clone(), i);
+                }
+                PoolPolicy {
+                    name: p.name.clone(),
+                    client_ids: p.client_ids.clone(),
+                    token_use: p.token_use.clone(),
+                    leeway: secs(p.leeway_seconds),
+                    max_lifetime: secs(p.max_lifetime_seconds),
+                }
+            })
+            .collect();
+        Self {
+            pools,
+            issuers,
+            routes: cfg.routes.clone(),
+            default_route: RouteConfig {
+                path: "/".to_owned(),
+                path_match: PathMatch::Prefix,
+                methods: Vec::new(),
+                auth: AuthMode::Required,
+                groups: Vec::new(),
+                scopes: Vec::new(),
+                token_use: Vec::new(),
+            },
+            max_token_bytes: cfg.limits.max_token_bytes,
+            preflight: cfg.cors_preflight,
+            max_stale: i64::try_from(cfg.jwks.max_stale.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// The route rule that governs a canonical path and method (first match wins;
+    /// unmatched paths need a valid token).
+    ///
+    /// Public and optional rules match only if the path matches them case-sensitively
+    /// both as is and with `;params` stripped; rules that require a token match if any
+    /// reading of the path (case, params, trailing dots) reaches them. Whatever the
+    /// backend's reading, it cannot end up less protected than the rule it resembles.
+    #[must_use]
+    pub fn route(&self, method: &Method, canonical: &str) -> &RouteConfig {
+        let stripped = path::strip_params(canonical);
+        self.routes
+            .iter()
+            .find(|r| {
+                if !r.methods.is_empty() && !r.methods.iter().any(|m| m == method.as_str()) {
+                    return false;
+                }
+                let exact = r.path_match == PathMatch::Exact;
+                match r.auth {
+                    AuthMode::Public | AuthMode::Optional => {
+                        path::matches_strict(&r.path, exact, canonical)
+                            && stripped
+                                .as_deref()
+                                .is_some_and(|s| path::matches_strict(&r.path, exact, s))
+                    }
+                    AuthMode::Required => {
+                        path::matches_lenient(&r.path, exact, canonical)
+                            || stripped
+                                .as_deref()
+                                .is_some_and(|s| path::matches_lenient(&r.path, exact, s))
+                    }
+                }
+            })
+            .unwrap_or(&self.default_route)
+    }
+}
+
+fn secs(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// RFC 6750 b64token characters: `ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/"`
+/// and `=`. A credential with anything else (space, quotes, braces: a JSON-serialized
+/// JWS) is a malformed *request*; `=` in the wrong place only makes a malformed *token*.
+fn is_b64token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+        })
+}
+
+enum Credential<'a> {
+    None,
+    Bearer(&'a str),
+}
+
+fn query_has_token(parts: &Parts) -> bool {
+    parts.uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.split('=').next().is_some_and(|k| k == "access_token"))
+    })
+}
+
+fn extract(parts: &Parts) -> Result<Credential<'_>, Denial> {
+    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(Credential::None);
+    };
+    if values.next().is_some() {
+        return Err(Denial::InvalidRequest);
+    }
+    let Ok(value) = value.to_str() else {
+        return Err(Denial::InvalidRequest);
+    };
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // Basic, Digest, ...: no bearer credential was offered.
+        return Ok(Credential::None);
+    }
+    if query_has_token(parts) {
+        return Err(Denial::InvalidRequest);
+    }
+    Ok(Credential::Bearer(rest.trim_start_matches(' ')))
+}
+
+fn is_preflight(parts: &Parts) -> bool {
+    parts.method == Method::OPTIONS
+        && parts.headers.contains_key(header::ORIGIN)
+        && parts
+            .headers
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+fn usable(
+    keys: &KeysSnapshot,
+    pool: usize,
+    now: i64,
+    max_stale: i64,
+) -> Option<&crate::jwks::KeySet> {
+    let p = keys.pools.get(pool)?;
+    let set = p.keys.as_deref()?;
+    if max_stale > 0 && now.saturating_sub(p.fetched_at) > max_stale {
+        return None;
+    }
+    Some(set)
+}
+
+/// Decides whether a request may be forwarded, and as whom.
+///
+/// `now` is Unix time in seconds. Never performs I/O; an [`Denial::UnknownKid`] tells
+/// the caller a key refresh might help.
+#[must_use]
+pub fn authorize(parts: &Parts, now: i64, keys: &KeysSnapshot, policy: &Policy) -> Decision {
+    match decide(parts, now, keys, policy) {
+        Ok(a) => Decision::Allow(a),
+        Err(d) => Decision::Deny(d),
+    }
+}
+
+fn decide(
+    parts: &Parts,
+    now: i64,
+    keys: &KeysSnapshot,
+    policy: &Policy,
+) -> Result<Admission, Denial> {
+    if parts.method == Method::CONNECT || parts.method == Method::TRACE {
+        return Err(Denial::MethodNotAllowed);
+    }
+    let canonical = path::canonicalize(parts.uri.path()).map_err(|_| Denial::BadPath)?;
+    let route = policy.route(&parts.method, &canonical);
+    let admit = |admit, identity| Admission {
+        admit,
+        path: canonical.clone(),
+        identity,
+    };
+    if policy.preflight == PreflightMode::Forward && is_preflight(parts) {
+        return Ok(admit(Admit::Preflight, None));
+    }
+    if route.auth == AuthMode::Public {
+        return Ok(admit(Admit::Public, None));
+    }
+    let token = match extract(parts)? {
+        Credential::None if route.auth == AuthMode::Optional => {
+            return Ok(admit(Admit::Anonymous, None));
+        }
+        Credential::None => {
+            // Nothing can be verified while no pool has keys: say so instead of 401.
+            let any =
+                (0..policy.pools.len()).any(|i| usable(keys, i, now, policy.max_stale).is_some());
+            return Err(if any {
+                Denial::Missing
+            } else {
+                Denial::KeysUnavailable
+            });
+        }
+        Credential::Bearer(t) => t,
+    };
+    if token.len() > policy.max_token_bytes {
+        return Err(Denial::TooLarge);
+    }
+    if !is_b64token(token) {
+        return Err(Denial::InvalidRequest);
+    }
+    let identity = verify(token, now, keys, policy)?;
+    let claims = &identity.claims;
+    if !route.token_use.is_empty() && !route.token_use.contains(&claims.token_use) {
+        return Err(Denial::WrongTokenUse);
+    }
+    if !route.groups.is_empty() && !route.groups.iter().any(|g| claims.groups.contains(g)) {
+        return Err(Denial::Forbidden);
+    }
+    if !route.scopes.is_empty() && !route.scopes.iter().any(|s| claims.scopes.contains(s)) {
+        return Err(Denial::InsufficientScope {
+            scopes: route.scopes.join(" "),
+        });
+    }
+    Ok(admit(Admit::Authenticated, Some(Arc::new(identity))))
+}
+
+/// Verifies a bearer token against the pool its `iss` names.
+///
+/// # Errors
+/// The [`Denial`] for the first failed check.
+pub fn verify(
+    token: &str,
+    now: i64,
+    keys: &KeysSnapshot,
+    policy: &Policy,
+) -> Result<Identity, Denial> {
+    let unverified = token::parse(token).map_err(|e| match e {
+        TokenError::Algorithm => Denial::BadAlgorithm,
+        TokenError::ForbiddenHeader => Denial::BadHeader,
+        TokenError::Kid => Denial::MissingKid,
+        TokenError::Malformed | TokenError::Claims | TokenError::Signature => Denial::Malformed,
+    })?;
+    let pool_idx = unverified
+        .issuer()
+        .and_then(|iss| policy.issuers.get(iss))
+        .copied()
+        .ok_or(Denial::WrongIssuer)?;
+    let pool = &policy.pools[pool_idx];
+    let set = usable(keys, pool_idx, now, policy.max_stale).ok_or(Denial::KeysUnavailable)?;
+    // Only the issuing pool's keys are consulted (RFC 8725 3.8).
+    let key = set
+        .get(&unverified.kid)
+        .ok_or(Denial::UnknownKid { pool: pool_idx })?;
+    unverified.verify(key).map_err(|_| Denial::BadSignature)?;
+    let claims = Claims::from_payload(unverified.payload).map_err(|_| Denial::BadClaims)?;
+    if now >= claims.exp.saturating_add(pool.leeway) {
+        return Err(Denial::Expired);
+    }
+    if claims.exp < claims.iat {
+        return Err(Denial::BadClaims);
+    }
+    if claims
+        .nbf
+        .is_some_and(|nbf| nbf > now.saturating_add(pool.leeway))
+    {
+        return Err(Denial::NotYetValid);
+    }
+    if claims.iat > now.saturating_add(pool.leeway) {
+        return Err(Denial::IssuedInFuture);
+    }
+    if claims.exp - claims.iat > pool.max_lifetime.saturating_add(pool.leeway) {
+        return Err(Denial::LifetimeTooLong);
+    }
+    if !pool.token_use.contains(&claims.token_use) {
+        return Err(Denial::WrongTokenUse);
+    }
+    if !pool.client_ids.contains(&claims.client_id) {
+        return Err(Denial::WrongClient);
+    }
+    Ok(Identity {
+        pool: pool.name.clone(),
+        claims,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::DevIssuer;
+    use crate::jwks::{KeySet, PoolKeys};
+    use serde_json::json;
+    use std::sync::OnceLock;
+
+    const NOW: i64 = 1_800_000_000;
+    const ISS: &str = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Test0001";
+    const ISS_B: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Other0002";
+
+    fn issuer() -> &'static DevIssuer {
+        static I: OnceLock<DevIssuer> = OnceLock::new();
+        I.get_or_init(|| DevIssuer::generate(&["k1", "k2"]).expect("keygen"))
+    }
+    fn other_issuer() -> &'static DevIssuer {
+        static I: OnceLock<DevIssuer> = OnceLock::new();
+        I.get_or_init(|| DevIssuer::generate(&["b1"]).expect("keygen"))
+    }
+
+    fn config() -> Config {
+        Config::from_toml(
+            r#"
+            listen = "127.0.0.1:1"
+            upstream = "http://127.0.0.1:2"
+            [[pools]]
+            name = "a"
+            id = "us-east-1_Test0001"
+            client_ids = ["c1"]
+            token_use = ["id", "access"]
+            jwks_url = "http://127.0.0.1:3/jwks"
+            [[pools]]
+            name = "b"
+            id = "eu-west-1_Other0002"
+            client_ids = ["c1"]
+            token_use = ["access"]
+            jwks_url = "http://127.0.0.1:3/jwks2"
+            [[routes]]
+            path = "/public/"
+            auth = "public"
+            [[routes]]
+            path = "/opt/"
+            auth = "optional"
+            [[routes]]
+            path = "/admin/"
+            groups = ["admins"]
+            [[routes]]
+            path = "/write/"
+            scopes = ["api/write"]
+            token_use = ["access"]
+            [[routes]]
+            path = "/ids/"
+            token_use = ["id"]
+            "#,
+        )
+        .expect("test config")
+    }
+
+    fn policy() -> Policy {
+        Policy::from_config(&config())
+    }
+
+    fn keys() -> KeysSnapshot {
+        KeysSnapshot {
+            pools: vec![
+                PoolKeys {
+                    keys: Some(Arc::new(issuer().key_set())),
+                    fetched_at: NOW - 10,
+                },
+                PoolKeys {
+                    keys: Some(Arc::new(other_issuer().key_set())),
+                    fetched_at: NOW - 10,
+                },
+            ],
+        }
+    }
+
+    fn access() -> serde_json::Value {
+        json!({"iss": ISS, "sub": "u-1", "token_use": "access", "client_id": "c1",
+               "scope": "api/read", "username": "alice", "exp": NOW + 600, "iat": NOW - 60})
+    }
+
+    fn id_token() -> serde_json::Value {
+        json!({"iss": ISS, "sub": "u-1", "token_use": "id", "aud": "c1", "cognito:username": "alice",
+               "cognito:groups": ["admins"], "exp": NOW + 600, "iat": NOW - 60})
+    }
+
+    fn with(mut v: serde_json::Value, key: &str, val: serde_json::Value) -> serde_json::Value {
+        v[key] = val;
+        v
+    }
+
+    fn without(mut v: serde_json::Value, key: &str) -> serde_json::Value {
+        if let Some(o) = v.as_object_mut() {
+            o.remove(key);
+        }
+        v
+    }
+
+    fn request(method: &str, path: &str, auth: &[&str], extra: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::builder().method(method).uri(path);
+        for a in auth {
+            b = b.header("authorization", *a);
+        }
+        for (k, v) in extra {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("test request").into_parts().0
+    }
+
+    fn decide_with(path: &str, token: &str) -> Decision {
+        authorize(
+            &request("GET", path, &[&format!("Bearer {token}")], &[]),
+            NOW,
+            &keys(),
+            &policy(),
+        )
+    }
+
+    fn denial(d: Decision) -> Option<Denial> {
+        match d {
+            Decision::Deny(d) => Some(d),
+            Decision::Allow(_) => None,
+        }
+    }
+
+    fn mint(claims: &serde_json::Value) -> String {
+        issuer().mint("k1", claims)
+    }
+
+    #[test]
+    fn valid_access_token_is_admitted_with_its_identity() {
+        let Decision::Allow(a) = decide_with("/api/x", &mint(&access())) else {
+            panic!("denied")
+        };
+        assert_eq!(a.admit, Admit::Authenticated);
+        let id = a.identity.expect("identity");
+        assert_eq!(id.claims.sub, "u-1");
+        assert_eq!(id.pool, "a");
+    }
+
+    #[test]
+    fn valid_id_token_is_admitted() {
+        assert!(denial(decide_with("/api/x", &mint(&id_token()))).is_none());
+    }
+
+    #[test]
+    fn missing_token_is_denied_as_missing() {
+        let d = authorize(&request("GET", "/api/x", &[], &[]), NOW, &keys(), &policy());
+        assert_eq!(denial(d), Some(Denial::Missing));
+    }
+
+    #[test]
+    fn basic_credentials_count_as_missing() {
+        let d = authorize(
+            &request("GET", "/api/x", &["Basic dXM6cHc="], &[]),
+            NOW,
+            &keys(),
+            &policy(),
+        );
+        assert_eq!(denial(d), Some(Denial::Missing));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_allows_extra_spaces() {
+        let t = mint(&access());
+        for a in [
+            format!("bearer {t}"),
+            format!("BEARER {t}"),
+            format!("Bearer   {t}"),
+        ] {
+            let d = authorize(
+                &request("GET", "/api/x", &[&a], &[]),
+                NOW,
+                &keys(),
+                &policy(),
+            );
+            assert!(denial(d).is_none(), "{a:.20}");
+        }
+    }
+
+    #[test]
+    fn two_authorization_headers_are_an_invalid_request() {
+        let t = format!("Bearer {}", mint(&access()));
+        let d = authorize(
+            &request("GET", "/api/x", &[&t, &t], &[]),
+            NOW,
+            &keys(),
+            &policy(),
+        );
+        assert_eq!(denial(d), Some(Denial::InvalidRequest));
+    }
+
+    #[test]
+    fn empty_or_non_b64token_credentials_are_invalid_requests() {
+        for a in ["Bearer ", "Bearer {\"payload\":\"x\"}", "Bearer a\"b"] {
+            let d = authorize(
+                &request("GET", "/api/x", &[a], &[]),
+                NOW,
+                &keys(),
+                &policy(),
+            );
+            assert_eq!(denial(d), Some(Denial::InvalidRequest), "{a}");
+        }
+    }
+
+    #[test]
+    fn token_in_header_and_query_is_an_invalid_request() {
+        let t = format!("Bearer {}", mint(&access()));
+        let d = authorize(
+            &request("GET", "/api/x?access_token=abc", &[&t], &[]),
+            NOW,
+            &keys(),
+            &policy(),
+        );
+        assert_eq!(denial(d), Some(Denial::InvalidRequest));
+    }
+
+    #[test]
+    fn token_only_in_query_is_missing() {
+        let d = authorize(
+            &request("GET", "/api/x?access_token=abc", &[], &[]),
+            NOW,
+            &keys(),
+            &policy(),
+        );
+        assert_eq!(denial(d), Some(Denial::Missing));
+    }
+
+    #[test]
+    fn oversized_token_is_rejected_before_parsing() {
+        let big = "a".repeat(20 * 1024);
+        assert_eq!(denial(decide_with("/api/x", &big)), Some(Denial::TooLarge));
+    }
+
+    #[test]
+    fn non_jwt_b64tokens_are_malformed() {
+        for t in ["abc", "a.b.c.d.e", "a.b=.c", "a~b.c.d"] {
+            assert_eq!(
+                denial(decide_with("/api/x", t)),
+                Some(Denial::Malformed),
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn alg_none_and_other_algorithms_are_rejected() {
+        for alg in ["none", "NONE", "HS256", "PS256", "ES256", "RS384"] {
+            let t = issuer().mint_with_header(&json!({"alg": alg, "kid": "k1"}), &access());
+            assert_eq!(
+                denial(decide_with("/api/x", &t)),
+                Some(Denial::BadAlgorithm),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn dangerous_headers_are_rejected_even_when_signed() {
+        for (k, v) in [
+            ("jku", json!("http://127.0.0.1:1/k")),
+            ("crit", json!(["exp"])),
+            ("x5c", json!([])),
+            ("cty", json!("JWT")),
+        ] {
+            let mut h = json!({"alg": "RS256", "kid": "k1"});
+            h[k] = v;
+            let t = issuer().mint_with_header(&h, &access());
+            assert_eq!(
+                denial(decide_with("/api/x", &t)),
+                Some(Denial::BadHeader),
+                "{k}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_without_kid_is_rejected_not_tried_against_every_key() {
+        let t = issuer().mint_with_header(&json!({"alg": "RS256"}), &access());
+        assert_eq!(denial(decide_with("/api/x", &t)), Some(Denial::MissingKid));
+    }
+
+    #[test]
+    fn unknown_kid_names_the_pool_for_a_refresh() {
+        let t =
+            issuer().mint_with_header(&json!({"alg": "RS256", "kid": "../../dev/null"}), &access());
+        assert_eq!(
+            denial(decide_with("/api/x", &t)),
+            Some(Denial::UnknownKid { pool: 0 })
+        );
+    }
+
+    #[test]
+    fn tampered_payload_fails_the_signature() {
+        let t = mint(&access());
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let forged = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            serde_json::to_vec(&with(access(), "sub", json!("admin"))).expect("json"),
+        );
+        parts[1] = &forged;
+        assert_eq!(
+            denial(decide_with("/api/x", &parts.join("."))),
+            Some(Denial::BadSignature)
+        );
+    }
+
+    #[test]
+    fn token_of_pool_b_signed_with_pool_a_key_is_rejected() {
+        // kid k1 exists only in pool a; iss selects pool b, so its key is never consulted.
+        let t = mint(&with(access(), "iss", json!(ISS_B)));
+        assert_eq!(
+            denial(decide_with("/api/x", &t)),
+            Some(Denial::UnknownKid { pool: 1 })
+        );
+        // Same kid name in both pools: pool b's key must be used, and fails.
+        let t = issuer().mint_as("b1", "k1", &with(access(), "iss", json!(ISS_B)));
+        assert_eq!(
+            denial(decide_with("/api/x", &t)),
+            Some(Denial::BadSignature)
+        );
+    }
+
+    #[test]
+    fn wrong_issuer_forms_are_rejected() {
+        for iss in [
+            json!(format!("{ISS}/")),
+            json!([ISS]),
+            json!("https://evil.example/us-east-1_Test0001"),
+        ] {
+            let t = mint(&with(access(), "iss", iss.clone()));
+            assert_eq!(
+                denial(decide_with("/api/x", &t)),
+                Some(Denial::WrongIssuer),
+                "{iss}"
+            );
+        }
+        assert_eq!(
+            denial(decide_with("/api/x", &mint(&without(access(), "iss")))),
+            Some(Denial::WrongIssuer)
+        );
+    }
+
+    #[test]
+    fn expiry_is_checked_against_the_injected_clock_with_leeway() {
+        let t = mint(&with(access(), "exp", json!(NOW - 65)));
+        assert_eq!(denial(decide_with("/api/x", &t)), Some(Denial::Expired));
+        let t = mint(&with(access(), "exp", json!(NOW - 30)));
+        assert!(denial(decide_with("/api/x", &t)).is_none(), "within leeway");
+        let t = mint(&with(access(), "exp", json!(NOW + 30)));
+        assert!(denial(decide_with("/api/x", &t)).is_none());
+    }
+
+    #[test]
+    fn wrongly_typed_or_missing_time_claims_are_rejected() {
+        for claims in [
+            with(access(), "exp", json!("9999999999")),
+            with(access(), "exp", json!(-1)),
+            without(access(), "exp"),
+            with(access(), "iat", json!("1")),
+            without(access(), "iat"),
+            without(access(), "sub"),
+        ] {
+            assert_eq!(
+                denial(decide_with("/api/x", &mint(&claims))),
+                Some(Denial::BadClaims),
+                "{claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn future_nbf_and_iat_are_rejected() {
+        let t = mint(&with(access(), "nbf", json!(NOW + 600)));
+        assert_eq!(denial(decide_with("/api/x", &t)), Some(Denial::NotYetValid));
+        let t = mint(&with(
+            with(access(), "iat", json!(NOW + 600)),
+            "exp",
+            json!(NOW + 1200),
+        ));
+        assert_eq!(
+            denial(decide_with("/api/x", &t)),
+            Some(Denial::IssuedInFuture)
+        );
+    }
+
+    #[test]
+    fn lifetime_longer_than_a_day_is_rejected() {
+        let t = mint(&with(
+            with(access(), "iat", json!(NOW - 60)),
+            "exp",
+            json!(NOW - 60 + 2 * 86_400),
+        ));
+        assert_eq!(
+            denial(decide_with("/api/x", &t)),
+            Some(Denial::LifetimeTooLong)
+        );
+    }
+
+    #[test]
+    fn client_binding_uses_aud_for_id_and_client_id_for_access_tokens() {
+        let t = mint(&with(id_token(), "aud", json!("c2")));
+        assert_eq!(denial(decide_with("/api/x", &t)), Some(Denial::WrongClient));
+        let t = mint(&with(access(), "client_id", json!("c2")));
+        assert_eq!(denial(decide_with("/api/x", &t)), Some(Denial::WrongClient));
+        let t = mint(&with(access(), "client_id", json!(["c1"])));
+        assert_eq!(denial(decide_with("/api/x", &t)), Some(Denial::BadClaims));
+    }
+
+    #[test]
+    fn token_use_must_be_exact_and_allowed_by_pool_and_route() {
+        let t = mint(&with(access(), "token_use", json!("ACCESS")));
+        assert_eq!(denial(decide_with("/api/x", &t)), Some(Denial::BadClaims));
+        let t = mint(&id_token());
+        assert_eq!(
+            denial(decide_with("/write/x", &t)),
+            Some(Denial::WrongTokenUse)
+        );
+        let t = mint(&access());
+        assert_eq!(
+            denial(decide_with("/ids/x", &t)),
+            Some(Denial::WrongTokenUse)
+        );
+        // Pool b accepts only access tokens.
+        let t = other_issuer().mint(
+            "b1",
+            &with(with(id_token(), "iss", json!(ISS_B)), "aud", json!("c1")),
+        );
+        assert_eq!(
+            denial(decide_with("/api/x", &t)),
+            Some(Denial::WrongTokenUse)
+        );
+    }
+
+    #[test]
+    fn groups_and_scopes_are_any_of_and_answer_forbidden() {
+        assert_eq!(
+            denial(decide_with("/admin/x", &mint(&access()))),
+            Some(Denial::Forbidden)
+        );
+        assert!(denial(decide_with("/admin/x", &mint(&id_token()))).is_none());
+        assert_eq!(
+            denial(decide_with("/write/x", &mint(&access()))),
+            Some(Denial::InsufficientScope {
+                scopes: "api/write".into()
+            })
+        );
+        let t = mint(&with(access(), "scope", json!("openid api/write")));
+        assert!(denial(decide_with("/write/x", &t)).is_none());
+    }
+
+    #[test]
+    fn group_rules_cannot_be_dodged_by_case_dots_or_params() {
+        for p in [
+            "/ADMIN/x",
+            "/admin./x",
+            "/admin;v=1/x",
+            "/admin/",
+            "/public/..;/admin/x",
+        ] {
+            assert_eq!(
+                denial(decide_with(p, &mint(&access()))),
+                Some(Denial::Forbidden),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn public_rules_admit_only_their_own_canonical_paths() {
+        let anon = |p: &str| authorize(&request("GET", p, &[], &[]), NOW, &keys(), &policy());
+        let Decision::Allow(a) = anon("/public/a/./b/../c") else {
+            panic!("denied")
+        };
+        assert_eq!(a.path, "/public/a/c");
+        for p in [
+            "/public/../api/x",
+            "/public/%2e%2e/api/x",
+            "/public/..;/api/x",
+            "//api/x",
+            "/PUBLIC/x",
+            "/publicity",
+            "/api/x?next=/public/",
+        ] {
+            assert_eq!(denial(anon(p)), Some(Denial::Missing), "{p}");
+        }
+        for p in ["/public%2f..%2fapi/x", "/public/%00/x", "/../x"] {
+            assert_eq!(denial(anon(p)), Some(Denial::BadPath), "{p}");
+        }
+    }
+
+    #[test]
+    fn optional_route_forwards_anonymously_but_never_downgrades_a_bad_token() {
+        let d = authorize(&request("GET", "/opt/x", &[], &[]), NOW, &keys(), &policy());
+        assert!(matches!(
+            d,
+            Decision::Allow(Admission {
+                admit: Admit::Anonymous,
+                ..
+            })
+        ));
+        let t = mint(&with(access(), "exp", json!(NOW - 600)));
+        assert_eq!(denial(decide_with("/opt/x", &t)), Some(Denial::Expired));
+        let t = mint(&with(access(), "iss", json!("https://unknown.example/x")));
+        assert_eq!(denial(decide_with("/opt/x", &t)), Some(Denial::WrongIssuer));
+    }
+
+    #[test]
+    fn cors_preflight_needs_all_three_signals() {
+        let pre = request(
+            "OPTIONS",
+            "/api/x",
+            &[],
+            &[
+                ("origin", "https://a"),
+                ("access-control-request-method", "POST"),
+            ],
+        );
+        assert!(matches!(
+            authorize(&pre, NOW, &keys(), &policy()),
+            Decision::Allow(Admission {
+                admit: Admit::Preflight,
+                ..
+            })
+        ));
+        let bare = request("OPTIONS", "/api/x", &[], &[("origin", "https://a")]);
+        assert_eq!(
+            denial(authorize(&bare, NOW, &keys(), &policy())),
+            Some(Denial::Missing)
+        );
+    }
+
+    #[test]
+    fn connect_and_trace_are_not_allowed() {
+        for m in ["TRACE", "CONNECT"] {
+            let uri = if m == "CONNECT" {
+                "example.com:443"
+            } else {
+                "/api/x"
+            };
+            let d = authorize(&request(m, uri, &[], &[]), NOW, &keys(), &policy());
+            assert_eq!(denial(d), Some(Denial::MethodNotAllowed), "{m}");
+        }
+    }
+
+    #[test]
+    fn without_any_keys_protected_routes_are_unavailable_and_public_ones_work() {
+        let empty = KeysSnapshot {
+            pools: vec![PoolKeys::default(), PoolKeys::default()],
+        };
+        let d = authorize(&request("GET", "/api/x", &[], &[]), NOW, &empty, &policy());
+        assert_eq!(denial(d), Some(Denial::KeysUnavailable));
+        let t = format!("Bearer {}", mint(&access()));
+        let d = authorize(
+            &request("GET", "/api/x", &[&t], &[]),
+            NOW,
+            &empty,
+            &policy(),
+        );
+        assert_eq!(denial(d), Some(Denial::KeysUnavailable));
+        let d = authorize(
+            &request("GET", "/public/x", &[], &[]),
+            NOW,
+            &empty,
+            &policy(),
+        );
+        assert!(denial(d).is_none());
+    }
+
+    #[test]
+    fn keys_older_than_max_stale_stop_verifying() {
+        let mut k = keys();
+        k.pools[0].fetched_at = NOW - 86_400 - 1;
+        let d = authorize(
+            &request(
+                "GET",
+                "/api/x",
+                &[&format!("Bearer {}", mint(&access()))],
+                &[],
+            ),
+            NOW,
+            &k,
+            &policy(),
+        );
+        assert_eq!(denial(d), Some(Denial::KeysUnavailable));
+    }
+
+    #[test]
+    fn weak_keys_never_enter_a_key_set() {
+        let set = KeySet::from_components([("weak", &[0xC5u8; 128][..], &[1u8, 0, 1][..])]);
+        assert!(set.is_empty());
+    }
+}

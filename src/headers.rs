@@ -1,0 +1,564 @@
+//! PURE: header hygiene. Validates `Host` and `Connection`, strips everything a client
+//! must not be able to set (hop-by-hop, `Connection`-named, identity headers in every
+//! case and `_`/`-` spelling, forwarding and path-override headers), then injects the
+//! verified identity and computed `X-Forwarded-*` / `Via`. Strip always runs before set,
+//! on every path, public routes and preflights included.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{StatusCode, Version};
+use serde_json::Value;
+
+use crate::auth::Identity;
+use crate::config::{IdentityConfig, normalize_header_name};
+
+/// A request refused for its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// HTTP/1.1 without `Host`, several `Host`s, an invalid one, or `:authority` and
+    /// `Host` that disagree.
+    #[error("missing, duplicate or invalid Host")]
+    BadHost,
+    /// `Host` not in `allowed_hosts`.
+    #[error("host not served here")]
+    MisdirectedHost,
+    /// `Connection` names a header the proxy relies on.
+    #[error("Connection names a protected header")]
+    ProtectedConnectionOption,
+}
+
+impl HeaderError {
+    /// Status to answer with.
+    #[must_use]
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadHost | Self::ProtectedConnectionOption => StatusCode::BAD_REQUEST,
+            Self::MisdirectedHost => StatusCode::MISDIRECTED_REQUEST,
+        }
+    }
+
+    /// Metric label.
+    #[must_use]
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::BadHost => "bad_host",
+            Self::MisdirectedHost => "misdirected_host",
+            Self::ProtectedConnectionOption => "bad_connection_header",
+        }
+    }
+}
+
+/// Hop-by-hop and framing headers a proxy never forwards (RFC 9110 7.6.1, plus the
+/// legacy and proxy-credential ones).
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "trailer",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "http2-settings",
+];
+
+/// Headers that tell a proxy or framework which client, scheme, host or path a request
+/// came for; only the proxy may say that, so client copies are always removed.
+const FORWARDING: [&str; 8] = [
+    "forwarded",
+    "x-real-ip",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-original-method",
+    "x-http-method-override",
+    "x-envoy-original-path",
+];
+
+/// Headers a `Connection` option may not name: removing them would change framing,
+/// routing or authentication.
+const PROTECTED: [&str; 4] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "authorization",
+];
+
+/// True for hop-by-hop and framing header names.
+#[must_use]
+pub fn is_hop_by_hop_or_framing(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str()) || name == header::CONTENT_LENGTH
+}
+
+fn connection_options(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| normalize_header_name(t.trim()))
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Validates `Host` / `:authority` and `Connection`; returns the host the request is
+/// for (lower-cased, port kept).
+///
+/// # Errors
+/// [`HeaderError`].
+pub fn check_request(parts: &Parts, allowed_hosts: &[String]) -> Result<String, HeaderError> {
+    if connection_options(&parts.headers)
+        .iter()
+        .any(|t| PROTECTED.contains(&t.as_str()))
+    {
+        return Err(HeaderError::ProtectedConnectionOption);
+    }
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(HeaderError::BadHost);
+    }
+    let header_host = match first {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<http::uri::Authority>().ok())
+                .filter(|a| !a.as_str().contains('@') && !a.host().is_empty())
+                .ok_or(HeaderError::BadHost)?,
+        ),
+        None => None,
+    };
+    // Absolute-form (HTTP/1.1) or :authority (HTTP/2) wins over Host.
+    let host = match (parts.uri.authority(), header_host) {
+        (Some(a), Some(h))
+            if parts.version == Version::HTTP_2 && !a.as_str().eq_ignore_ascii_case(h.as_str()) =>
+        {
+            return Err(HeaderError::BadHost);
+        }
+        (Some(a), _) => a.clone(),
+        (None, Some(h)) => h,
+        (None, None) if parts.version == Version::HTTP_10 => return Ok(String::new()),
+        (None, None) => return Err(HeaderError::BadHost),
+    };
+    if host.as_str().contains('@') {
+        return Err(HeaderError::BadHost);
+    }
+    if !allowed_hosts.is_empty() {
+        let bare = host.host().to_ascii_lowercase();
+        let full = host.as_str().to_ascii_lowercase();
+        if !allowed_hosts.iter().any(|h| *h == bare || *h == full) {
+            return Err(HeaderError::MisdirectedHost);
+        }
+    }
+    Ok(host.as_str().to_ascii_lowercase())
+}
+
+/// Removes from a client request everything only the proxy may set: hop-by-hop headers
+/// and whatever `Connection` names, identity headers (configured names and the reserved
+/// prefix, compared case-insensitively with `_` read as `-`), forwarding and
+/// path-override headers, `Expect` (already satisfied by the proxy) and, unless
+/// configured, `Authorization`.
+pub fn strip_inbound(headers: &mut HeaderMap, identity: &IdentityConfig, managed: &[String]) {
+    let named = connection_options(headers);
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            let norm = normalize_header_name(n);
+            HOP_BY_HOP.contains(&n)
+                || FORWARDING.contains(&norm.as_str())
+                || norm.starts_with("x-forwarded-")
+                || named.contains(&norm)
+                || managed.contains(&norm)
+                || identity
+                    .header_prefix
+                    .as_deref()
+                    .is_some_and(|p| norm.starts_with(p))
+                || *name == header::EXPECT
+                || (*name == header::AUTHORIZATION && !identity.forward_authorization)
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Removes hop-by-hop headers, and whatever `Connection` names, from an upstream response.
+pub fn strip_response(headers: &mut HeaderMap) {
+    let named = connection_options(headers);
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            HOP_BY_HOP.contains(&n.as_str()) || named.contains(&normalize_header_name(n.as_str()))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Percent-encodes a claim value for a header: every byte outside `!`..`~`, and `%`
+/// and `,`, becomes `%XX` (upper-case hex, UTF-8 bytes). The result is always a valid,
+/// single-line, ASCII header value.
+#[must_use]
+pub fn encode_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x21..=0x7e).contains(&b) && b != b'%' && b != b',' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn encode_list<'a>(items: impl IntoIterator<Item = &'a String>) -> String {
+    items
+        .into_iter()
+        .map(|s| encode_value(s))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn put(headers: &mut HeaderMap, name: Option<&HeaderName>, value: Option<String>) {
+    if let (Some(name), Some(value)) = (name, value) {
+        // Absent and empty claims are omitted, never sent as an empty header.
+        if value.is_empty() {
+            return;
+        }
+        if let Ok(v) = HeaderValue::try_from(value) {
+            headers.insert(name.clone(), v);
+        }
+    }
+}
+
+fn render_claim(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(encode_value(s)),
+        Value::Array(items) if items.iter().all(Value::is_string) => Some(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(encode_value)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        other => Some(encode_value(&other.to_string())),
+    }
+}
+
+/// Sets the identity headers for a verified caller (one value each).
+pub fn inject_identity(headers: &mut HeaderMap, id: &Identity, cfg: &IdentityConfig) {
+    let c = &id.claims;
+    put(headers, cfg.sub_header.as_ref(), Some(encode_value(&c.sub)));
+    put(
+        headers,
+        cfg.username_header.as_ref(),
+        c.username.as_deref().map(encode_value),
+    );
+    put(
+        headers,
+        cfg.email_header.as_ref(),
+        c.verified_email.as_deref().map(encode_value),
+    );
+    put(
+        headers,
+        cfg.groups_header.as_ref(),
+        Some(encode_list(&c.groups)),
+    );
+    put(
+        headers,
+        cfg.scope_header.as_ref(),
+        Some(encode_list(&c.scopes)),
+    );
+    put(
+        headers,
+        cfg.token_use_header.as_ref(),
+        Some(c.token_use.as_str().to_owned()),
+    );
+    put(
+        headers,
+        cfg.client_id_header.as_ref(),
+        Some(encode_value(&c.client_id)),
+    );
+    put(
+        headers,
+        cfg.pool_header.as_ref(),
+        Some(encode_value(&id.pool)),
+    );
+    for (claim, name) in &cfg.claims {
+        put(headers, Some(name), c.raw.get(claim).and_then(render_claim));
+    }
+    if cfg.claims_header.is_some() {
+        let json = serde_json::to_vec(&c.raw).unwrap_or_default();
+        put(
+            headers,
+            cfg.claims_header.as_ref(),
+            Some(URL_SAFE_NO_PAD.encode(json)),
+        );
+    }
+}
+
+/// Facts about the connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarding<'a> {
+    /// TCP peer.
+    pub peer: IpAddr,
+    /// Whether the peer is a trusted proxy whose `X-Forwarded-For` is extended.
+    pub trusted_peer: bool,
+    /// `https` when the listener terminated TLS.
+    pub proto: &'a str,
+    /// The validated host.
+    pub host: &'a str,
+    /// Listener port.
+    pub port: u16,
+    /// Inbound protocol version (for `Via`).
+    pub version: Version,
+    /// `Via` pseudonym.
+    pub via: &'a str,
+}
+
+/// Reads the client's `X-Forwarded-For` (call before [`strip_inbound`]); used only for
+/// trusted peers.
+#[must_use]
+pub fn inbound_forwarded_for(headers: &HeaderMap) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host/-Port` and appends to `Via`; all computed,
+/// never copied from an untrusted client.
+pub fn set_forwarding(headers: &mut HeaderMap, f: &Forwarding<'_>, prior_xff: Option<String>) {
+    let peer = f.peer.to_canonical().to_string();
+    let xff = match prior_xff {
+        Some(prev) if f.trusted_peer => format!("{prev}, {peer}"),
+        _ => peer,
+    };
+    let set = |h: &mut HeaderMap, name: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::try_from(v) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(headers, "x-forwarded-for", xff);
+    set(headers, "x-forwarded-proto", f.proto.to_owned());
+    if !f.host.is_empty() {
+        set(headers, "x-forwarded-host", f.host.to_owned());
+    }
+    set(headers, "x-forwarded-port", f.port.to_string());
+    let proto = match f.version {
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        _ => "1.1",
+    };
+    if let Ok(v) = HeaderValue::try_from(format!("{proto} {}", f.via)) {
+        headers.append(header::VIA, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn identity_cfg() -> IdentityConfig {
+        Config::from_toml(
+            r#"
+            listen = "127.0.0.1:1"
+            upstream = "http://127.0.0.1:2"
+            [[pools]]
+            id = "us-east-1_X1"
+            client_ids = ["c"]
+            token_use = ["access"]
+            [identity.claims]
+            "custom:tenant" = "X-Tenant"
+            "#,
+        )
+        .expect("config")
+        .identity
+    }
+
+    fn managed(cfg: &IdentityConfig) -> Vec<String> {
+        cfg.managed_headers()
+            .iter()
+            .map(|h| normalize_header_name(h.as_str()))
+            .collect()
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn identity_headers_are_stripped_in_every_spelling() {
+        let cfg = identity_cfg();
+        let mut h = map(&[
+            ("X-Auth-Sub", "admin"),
+            ("x-auth-groups", "admins"),
+            ("X_Auth_User_Id", "admin"),
+            ("x_tenant", "t1"),
+            ("X-Tenant", "t1"),
+            ("accept", "*/*"),
+        ]);
+        strip_inbound(&mut h, &cfg, &managed(&cfg));
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let cfg = identity_cfg();
+        let mut h = map(&[
+            ("connection", "close, X-Custom"),
+            ("x-custom", "1"),
+            ("keep-alive", "5"),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAA"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("X-Forwarded-Uri", "/public/"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-original-url", "/public/"),
+            ("authorization", "Bearer x"),
+            ("expect", "100-continue"),
+        ]);
+        strip_inbound(&mut h, &cfg, &managed(&cfg));
+        assert!(h.is_empty(), "{h:?}");
+    }
+
+    #[test]
+    fn upstream_response_hop_by_hop_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "x-a"),
+            ("x-a", "1"),
+            ("keep-alive", "1"),
+            ("content-type", "text/plain"),
+        ]);
+        strip_response(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+
+    fn parts(version: Version, uri: &str, hdrs: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::builder().version(version).uri(uri);
+        for (k, v) in hdrs {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("req").into_parts().0
+    }
+
+    #[test]
+    fn host_is_required_once_on_http11() {
+        assert_eq!(
+            check_request(&parts(Version::HTTP_11, "/", &[]), &[]),
+            Err(HeaderError::BadHost)
+        );
+        assert_eq!(
+            check_request(
+                &parts(Version::HTTP_11, "/", &[("host", "a"), ("host", "a")]),
+                &[]
+            ),
+            Err(HeaderError::BadHost)
+        );
+        assert_eq!(
+            check_request(&parts(Version::HTTP_11, "/", &[("host", "A:80")]), &[]).as_deref(),
+            Ok("a:80")
+        );
+        assert!(check_request(&parts(Version::HTTP_10, "/", &[]), &[]).is_ok());
+    }
+
+    #[test]
+    fn absolute_form_authority_replaces_host() {
+        let p = parts(
+            Version::HTTP_11,
+            "http://real.example/x",
+            &[("host", "other")],
+        );
+        assert_eq!(check_request(&p, &[]).as_deref(), Ok("real.example"));
+    }
+
+    #[test]
+    fn host_allow_list_answers_misdirected() {
+        let p = parts(Version::HTTP_11, "/", &[("host", "evil.com")]);
+        assert_eq!(
+            check_request(&p, &["api.example".into()]),
+            Err(HeaderError::MisdirectedHost)
+        );
+    }
+
+    #[test]
+    fn connection_may_not_name_framing_or_auth_headers() {
+        for v in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "authorization",
+        ] {
+            let p = parts(Version::HTTP_11, "/", &[("host", "a"), ("connection", v)]);
+            assert_eq!(
+                check_request(&p, &[]),
+                Err(HeaderError::ProtectedConnectionOption),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn claim_values_are_percent_encoded_and_lists_comma_joined() {
+        assert_eq!(encode_value("José, 100%"), "Jos%C3%A9%2C%20100%25");
+        assert_eq!(encode_value("a\r\nb\0"), "a%0D%0Ab%00");
+        assert_eq!(encode_list(&["a,b".to_owned(), "c".to_owned()]), "a%2Cb,c");
+    }
+
+    #[test]
+    fn forwarding_headers_are_computed_and_trusted_chains_extended() {
+        let f = Forwarding {
+            peer: "10.0.0.9".parse().expect("ip"),
+            trusted_peer: false,
+            proto: "http",
+            host: "api.example",
+            port: 8080,
+            version: Version::HTTP_11,
+            via: "cognito-sidecar",
+        };
+        let mut h = HeaderMap::new();
+        set_forwarding(&mut h, &f, Some("6.6.6.6".into()));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(h["x-forwarded-host"], "api.example");
+        assert_eq!(h["x-forwarded-port"], "8080");
+        assert_eq!(h["via"], "1.1 cognito-sidecar");
+        let mut h = HeaderMap::new();
+        set_forwarding(
+            &mut h,
+            &Forwarding {
+                trusted_peer: true,
+                ..f
+            },
+            Some("1.1.1.1".into()),
+        );
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.9");
+    }
+}

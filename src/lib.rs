@@ -1,0 +1,187 @@
+//! cognito-sidecar: an authenticating reverse proxy that admits only requests carrying
+//! a valid Amazon Cognito user-pool token, tells the backend who the caller is through
+//! headers, and streams everything else through untouched.
+//!
+//! # Layout
+//! - [`config`]: figment (defaults + TOML + `COGNITO_SIDECAR_*`) -> validated [`config::Config`]
+//! - [`path`]: PURE path canonicalisation and rule matching
+//! - [`token`]: PURE strict JWT parsing and RS256 signature check
+//! - [`auth`]: PURE `authorize(parts, now, keys, policy) -> Decision`
+//! - [`headers`]: PURE header hygiene (strip, then inject)
+//! - [`jwks`]: key sets (pure parse) and the per-pool refresher (I/O)
+//! - [`proxy`]: the request handler, phase by phase; upstream client
+//! - [`server`]: accept loop, limits, graceful drain
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`
+//! - [`metrics`]: Prometheus metrics with their own registry
+//! - [`issuer`], [`demo`]: development issuer and the one-command demo
+//!
+//! # The request's path
+//! ```text
+//! accept (server) -> proxy::handle
+//!   1 request_filter          Host/Connection checks; keys = snapshot (lock-free load)
+//!                             decision = auth::authorize(&parts, now, &keys, &policy)
+//!                             unknown kid -> one rate-limited, single-flight JWKS refetch
+//!                             Deny -> proxy::deny_response (one exhaustive match)
+//!   2 upstream_request_filter strip spoofable + hop-by-hop headers; inject identity;
+//!                             computed X-Forwarded-*; Via; canonical path
+//!   3 upstream                pooled hyper client; bodies stream both ways
+//!   4 response_filter         hop-by-hop removal; errors -> 502 / 504
+//!   5 logging                 one metrics observation + one access-log event
+//! ```
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod headers;
+pub mod issuer;
+pub mod jwks;
+pub mod metrics;
+pub mod path;
+pub mod proxy;
+pub mod server;
+pub mod token;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::AdminState;
+use crate::config::Config;
+use crate::jwks::Jwks;
+use crate::metrics::Metrics;
+use crate::proxy::Shared;
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound or inspected.
+    #[error("{0}")]
+    Listen(#[from] std::io::Error),
+    /// Metrics registration failed.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The JWKS client could not be built.
+    #[error("JWKS client: {0}")]
+    Jwks(#[from] jwks::JwksError),
+}
+
+/// The two sockets the sidecar serves on.
+pub struct Listeners {
+    /// Proxy traffic.
+    pub proxy: TcpListener,
+    /// Health and metrics.
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `listen` and `admin_listen` from the configuration.
+    ///
+    /// # Errors
+    /// If either address cannot be bound.
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        Ok(Self {
+            proxy: server::bind(config.listen).await?,
+            admin: server::bind(config.admin_listen).await?,
+        })
+    }
+}
+
+/// A started sidecar.
+pub struct Running {
+    /// Where the proxy listens.
+    pub proxy_addr: SocketAddr,
+    /// Where the admin endpoints listen.
+    pub admin_addr: SocketAddr,
+    /// The key store (tests and the demo publish keys directly).
+    pub jwks: Arc<Jwks>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    ready: watch::Receiver<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Resolves once every pool has loaded keys.
+    pub async fn ready(&mut self) {
+        let _ = self.ready.wait_for(|r| *r).await;
+    }
+
+    /// Resolves when the sidecar has shut down and drained.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the sidecar on the given listeners; it drains and stops when `shutdown`
+/// resolves.
+///
+/// # Errors
+/// [`StartError`] if the listeners, metrics or JWKS client cannot be set up.
+pub async fn start(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, StartError> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new()?);
+    for reason in auth::Denial::REASONS {
+        metrics.denied.with_label_values(&[reason]);
+    }
+    for p in &config.pools {
+        metrics.init_pool(&p.name);
+    }
+    let jwks = Jwks::new(&config.pools, config.jwks.clone(), Arc::clone(&metrics))?;
+    let proxy_addr = listeners.proxy.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
+    let (draining_tx, draining_rx) = watch::channel(false);
+    let (stopped_tx, stopped_rx) = watch::channel(false);
+    jwks.spawn_refreshers(stopped_rx.clone());
+    let shared = Arc::new(Shared::new(
+        Arc::clone(&config),
+        Arc::clone(&jwks),
+        Arc::clone(&metrics),
+    ));
+    let admin = Arc::new(AdminState {
+        jwks: Arc::clone(&jwks),
+        metrics: Arc::clone(&metrics),
+        draining: draining_rx.clone(),
+    });
+    let admin_task = tokio::spawn(admin::serve_admin(listeners.admin, admin, stopped_rx));
+    let proxy_task = tokio::spawn(server::serve_proxy(listeners.proxy, shared, draining_rx));
+    tracing::info!(%proxy_addr, %admin_addr, upstream = %config.upstream, pools = config.pools.len(), "cognito-sidecar started");
+    let task = tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: readiness off, draining connections");
+        let _ = draining_tx.send(true);
+        let _ = proxy_task.await;
+        let _ = stopped_tx.send(true);
+        let _ = admin_task.await;
+        tracing::info!("stopped");
+    });
+    Ok(Running {
+        proxy_addr,
+        admin_addr,
+        ready: jwks.ready(),
+        jwks,
+        metrics,
+        task,
+    })
+}
+
+/// Runs the sidecar until `shutdown` resolves and in-flight requests have drained.
+///
+/// # Errors
+/// [`StartError`] if it cannot start.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    start(config, listeners, shutdown).await?.wait().await;
+    Ok(())
+}
