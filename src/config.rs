@@ -582,6 +582,7 @@ impl Validator {
 
         if let (Some(a), Some(b)) = (listen, admin_listen)
             && a == b
+            && a.port() != 0
         {
             self.problem("admin_listen", "must differ from listen");
         }
