@@ -172,7 +172,12 @@ async fn process(
                 auth_secs,
                 upstream_secs: None,
             };
-            (response, outcome, None)
+            // Log the canonical form when there is one: never raw attacker bytes.
+            (
+                response,
+                outcome,
+                crate::path::canonicalize(parts.uri.path()).ok(),
+            )
         }
         Decision::Allow(admission) => {
             let sub = admission.identity.as_ref().map(|i| i.claims.sub.clone());
