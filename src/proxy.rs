@@ -272,6 +272,19 @@ async fn upstream(
 ) -> (Response<ProxyBody>, Option<&'static str>) {
     let timeout = shared.config.limits.upstream_timeout;
     match tokio::time::timeout(timeout, shared.client.request(req)).await {
+        // Upgrades are never requested upstream, so a 101 would be a confused or hostile
+        // backend: never pass a protocol switch on to the client.
+        Ok(Ok(resp)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            shared
+                .metrics
+                .upstream_errors
+                .with_label_values(&["other"])
+                .inc();
+            (
+                simple(StatusCode::BAD_GATEWAY, r#"{"error":"bad_gateway"}"#),
+                Some("other"),
+            )
+        }
         Ok(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
             headers::strip_response(&mut parts.headers);

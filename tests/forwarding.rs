@@ -87,6 +87,23 @@ async fn id_token_identity_includes_verified_email_and_groups() {
 }
 
 #[tokio::test]
+async fn machine_to_machine_tokens_get_no_empty_identity_headers() {
+    let env = Env::start().await;
+    let m2m = json!({"iss": ISS, "sub": CLIENT, "token_use": "access", "client_id": CLIENT,
+                     "scope": "orders/read", "exp": now() + 600, "iat": now() - 10, "jti": "m2m"});
+    assert_eq!(env.get("/api/x", Some(&mint(&m2m))).await.status(), 200);
+    let seen = env.upstream.last();
+    assert_eq!(seen.header("x-auth-sub").as_deref(), Some(CLIENT));
+    for absent in ["x-auth-username", "x-auth-groups", "x-auth-email"] {
+        assert!(
+            seen.header(absent).is_none(),
+            "{absent} sent for an M2M token"
+        );
+    }
+    assert_eq!(seen.header("x-auth-scope").as_deref(), Some("orders/read"));
+}
+
+#[tokio::test]
 async fn claim_values_with_control_characters_cannot_split_headers() {
     let env = Env::start().await;
     let claims = with(
@@ -387,7 +404,7 @@ async fn framing_attacks_get_one_response_and_never_desync_the_backend() {
     // An unauthenticated POST whose body is a complete second request.
     let inner = "GET /admin/x HTTP/1.1\r\nHost: a\r\n\r\n";
     let req = format!(
-        "POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{inner}",
+        "POST /api/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{inner}",
         inner.len()
     );
     let resp = env.raw(req.as_bytes()).await;

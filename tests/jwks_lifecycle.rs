@@ -273,13 +273,7 @@ async fn shutdown_fails_readiness_and_drains_in_flight_requests() {
             .map(|r| r.status())
     });
     // Wait until the upstream has the request, then stop.
-    tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        while env.upstream.count() == 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .unwrap();
+    env.upstream.wait_count(1).await;
     let proxy = env.sidecar.proxy_addr;
     env.stop().await;
     assert_eq!(

@@ -3,7 +3,7 @@
 //!
 //! Needs `moto_server` (PyPI `moto[server]`) on `PATH` and `python3` with `boto3`. Without
 //! them the test prints why it is skipping and passes, unless
-//! `COGNITO_SIDECAR_REQUIRE_MOTO=1`, in which case it fails.
+//! `COGNITO_E2E_REQUIRE_MOTO=1`, in which case it fails.
 //!
 //! One `#[tokio::test]` shares the expensive setup (moto, pool provisioning, proxy); every
 //! behaviour is a separately named check, all are run, and the failures are reported
@@ -757,6 +757,12 @@ async fn set_up(moto_server: &Path) -> Result<Running, String> {
     )
     .map_err(|e| format!("write config: {e}"))?;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cognito-sidecar"));
+    // Every COGNITO_SIDECAR_* variable is configuration: don't inherit a developer's.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("COGNITO_SIDECAR_") {
+            cmd.env_remove(k);
+        }
+    }
     cmd.arg("--config")
         .arg(&config_path)
         .env_remove("HTTP_PROXY")
@@ -812,13 +818,13 @@ macro_rules! checks {
 async fn moto_minted_cognito_tokens_through_the_real_proxy() {
     let Some(moto_server) = find_on_path("moto_server") else {
         assert!(
-            std::env::var("COGNITO_SIDECAR_REQUIRE_MOTO").as_deref() != Ok("1"),
-            "moto_server is not on PATH but COGNITO_SIDECAR_REQUIRE_MOTO=1: \
+            std::env::var("COGNITO_E2E_REQUIRE_MOTO").as_deref() != Ok("1"),
+            "moto_server is not on PATH but COGNITO_E2E_REQUIRE_MOTO=1: \
              install it with `pip install 'moto[server]' boto3`"
         );
         eprintln!(
             "skipping: moto_server not installed (pip install 'moto[server]' boto3; \
-             set COGNITO_SIDECAR_REQUIRE_MOTO=1 to make this a failure)"
+             set COGNITO_E2E_REQUIRE_MOTO=1 to make this a failure)"
         );
         return;
     };

@@ -474,7 +474,7 @@ async fn connect_trace_and_asterisk_options_are_not_forwarded() {
         .await;
     assert!(status_line(&r).contains("405"), "{r}");
     let r = env
-        .raw(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+        .raw(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n")
         .await;
     assert!(
         status_line(&r).contains("405") || status_line(&r).contains("400"),

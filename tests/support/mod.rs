@@ -196,6 +196,7 @@ impl Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    arrived: Arc<Notify>,
 }
 
 impl Upstream {
@@ -208,9 +209,10 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let s = seen.clone();
+        let arrived = Arc::new(Notify::new());
+        let (s, a) = (seen.clone(), arrived.clone());
         cognito_sidecar::demo::spawn_server(listener, move |req: Request<Incoming>| {
-            let s = s.clone();
+            let (s, a) = (s.clone(), a.clone());
             async move {
                 let (parts, body) = req.into_parts();
                 // Count the body chunk by chunk: never buffer it whole.
@@ -229,6 +231,7 @@ impl Upstream {
                     headers: parts.headers.clone(),
                     body_len: len,
                 });
+                a.notify_waiters();
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
@@ -245,7 +248,26 @@ impl Upstream {
                 r
             }
         });
-        Self { addr, seen }
+        Self {
+            addr,
+            seen,
+            arrived,
+        }
+    }
+
+    /// Waits until the upstream has received at least `n` requests.
+    pub async fn wait_count(&self, n: usize) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let notified = self.arrived.notified();
+                if self.count() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .expect("upstream did not receive the request");
     }
 
     pub fn seen(&self) -> Vec<Seen> {
