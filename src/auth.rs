@@ -175,6 +175,12 @@ pub struct Admission {
     pub path: String,
     /// The verified caller, when there is one.
     pub identity: Option<Arc<Identity>>,
+    /// The route bridges WebSocket upgrades.
+    pub websocket: bool,
+    /// Query parameter the route may take a token from: removed before forwarding.
+    pub token_query_param: Option<String>,
+    /// Cookie the route may take a token from: removed before forwarding.
+    pub token_cookie: Option<String>,
 }
 
 /// The outcome of [`authorize`].
@@ -241,6 +247,9 @@ impl Policy {
                 groups: Vec::new(),
                 scopes: Vec::new(),
                 token_use: Vec::new(),
+                websocket: false,
+                token_query_param: String::new(),
+                token_cookie: String::new(),
             },
             max_token_bytes: cfg.limits.max_token_bytes,
             preflight: cfg.cors_preflight,
@@ -303,33 +312,67 @@ enum Credential<'a> {
     Bearer(&'a str),
 }
 
-fn query_has_token(parts: &Parts) -> bool {
-    parts.uri.query().is_some_and(|q| {
-        q.split('&')
-            .any(|kv| kv.split('=').next().is_some_and(|k| k == "access_token"))
+fn query_param<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.uri.query().and_then(|q| {
+        q.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then_some(v)
+        })
     })
 }
 
-fn extract(parts: &Parts) -> Result<Credential<'_>, Denial> {
+fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v.trim_matches('"'))
+        })
+}
+
+/// The bearer credential, from the `Authorization` header, or from the query parameter
+/// or cookie a route opted in to (browsers cannot set headers on WebSockets). Offering
+/// more than one is an invalid request (RFC 6750 section 2).
+fn extract<'a>(parts: &'a Parts, route: &RouteConfig) -> Result<Credential<'a>, Denial> {
     let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(Credential::None);
+    let header_token = match values.next() {
+        None => None,
+        Some(_) if values.next().is_some() => return Err(Denial::InvalidRequest),
+        Some(value) => {
+            let value = value.to_str().map_err(|_| Denial::InvalidRequest)?;
+            let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+            // Basic, Digest, ...: no bearer credential was offered.
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| rest.trim_start_matches(' '))
+        }
     };
-    if values.next().is_some() {
-        return Err(Denial::InvalidRequest);
-    }
-    let Ok(value) = value.to_str() else {
-        return Err(Denial::InvalidRequest);
+    let query_name = if route.token_query_param.is_empty() {
+        "access_token"
+    } else {
+        route.token_query_param.as_str()
     };
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        // Basic, Digest, ...: no bearer credential was offered.
-        return Ok(Credential::None);
-    }
-    if query_has_token(parts) {
+    let query_token = query_param(parts, query_name);
+    let cookie_token = (!route.token_cookie.is_empty())
+        .then(|| cookie(parts, &route.token_cookie))
+        .flatten();
+    let accepted_query = query_token.filter(|_| !route.token_query_param.is_empty());
+    let offered = [
+        header_token.is_some(),
+        query_token.is_some(),
+        cookie_token.is_some(),
+    ];
+    if offered.iter().filter(|o| **o).count() > 1 {
         return Err(Denial::InvalidRequest);
     }
-    Ok(Credential::Bearer(rest.trim_start_matches(' ')))
+    Ok(match header_token.or(accepted_query).or(cookie_token) {
+        Some(t) => Credential::Bearer(t),
+        None => Credential::None,
+    })
 }
 
 fn is_preflight(parts: &Parts) -> bool {
@@ -381,6 +424,10 @@ fn decide(
         admit,
         path: canonical.clone(),
         identity,
+        websocket: route.websocket,
+        token_query_param: (!route.token_query_param.is_empty())
+            .then(|| route.token_query_param.clone()),
+        token_cookie: (!route.token_cookie.is_empty()).then(|| route.token_cookie.clone()),
     };
     if policy.preflight == PreflightMode::Forward && is_preflight(parts) {
         return Ok(admit(Admit::Preflight, None));
@@ -388,7 +435,7 @@ fn decide(
     if route.auth == AuthMode::Public {
         return Ok(admit(Admit::Public, None));
     }
-    let token = match extract(parts)? {
+    let token = match extract(parts, route)? {
         Credential::None if route.auth == AuthMode::Optional => {
             return Ok(admit(Admit::Anonymous, None));
         }

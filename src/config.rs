@@ -128,6 +128,46 @@ pub enum LogFormat {
     Text,
 }
 
+/// Where the proxy listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A unix domain socket path (`unix:/run/app/proxy.sock`).
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(a) => write!(f, "{a}"),
+            Self::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// How the proxy reaches the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTarget {
+    /// Plain TCP (`http://host:port`).
+    Http,
+    /// TLS (`https://host:port`), verified against system roots or `upstream_ca_file`.
+    Https,
+    /// A unix domain socket (`unix:///run/app.sock`).
+    Unix(PathBuf),
+}
+
+/// Protocol spoken to the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (the default; WebSockets need it).
+    #[default]
+    Http1,
+    /// HTTP/2: h2 over TLS for `https://`, h2c prior knowledge otherwise (gRPC backends).
+    Http2,
+}
+
 // ---------------------------------------------------------------------------
 // Raw layer: what serde reads. Every struct denies unknown keys.
 // ---------------------------------------------------------------------------
@@ -169,6 +209,29 @@ struct RawRoute {
     scopes: Vec<String>,
     #[serde(default)]
     token_use: Vec<TokenUse>,
+    #[serde(default)]
+    websocket: bool,
+    #[serde(default)]
+    token_query_param: String,
+    #[serde(default)]
+    token_cookie: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    client_ca_file: Option<PathBuf>,
+    reload_interval_seconds: Option<u64>,
+    handshake_timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawShutdown {
+    pre_stop_delay_seconds: Option<u64>,
+    drain_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -181,6 +244,11 @@ struct RawLimits {
     upstream_connect_timeout_ms: Option<u64>,
     upstream_timeout_seconds: Option<u64>,
     upstream_idle_timeout_seconds: Option<u64>,
+    max_request_body_bytes: Option<u64>,
+    max_connections: Option<usize>,
+    idle_timeout_seconds: Option<u64>,
+    h2_max_concurrent_streams: Option<u32>,
+    websocket_idle_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -259,6 +327,13 @@ pub struct RouteConfig {
     pub scopes: Vec<String>,
     /// Token kinds this route accepts; empty means what the pool accepts.
     pub token_use: Vec<TokenUse>,
+    /// Authenticated WebSocket upgrades are bridged on this route.
+    pub websocket: bool,
+    /// Query parameter a token may also come from (browsers cannot set headers on
+    /// WebSockets); empty: header only.
+    pub token_query_param: String,
+    /// Cookie a token may also come from; empty: header only.
+    pub token_cookie: String,
 }
 
 /// Limits and timeouts.
@@ -278,6 +353,40 @@ pub struct Limits {
     pub upstream_timeout: Duration,
     /// How long idle pooled upstream connections are kept.
     pub upstream_idle_timeout: Duration,
+    /// Largest request body; `None` = unlimited (bodies stream).
+    pub max_request_body: Option<u64>,
+    /// Most concurrent client connections; more wait in the accept queue.
+    pub max_connections: usize,
+    /// Idle client connections (no request in progress) are closed after this.
+    pub idle_timeout: Duration,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// A bridged WebSocket with no traffic either way is closed after this.
+    pub websocket_idle_timeout: Duration,
+}
+
+/// Downstream TLS termination.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// If set, clients must present a certificate signed by a CA in this PEM bundle.
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for changes.
+    pub reload_interval: Duration,
+    /// Time allowed for a TLS handshake.
+    pub handshake_timeout: Duration,
+}
+
+/// Shutdown sequence timings.
+#[derive(Debug, Clone)]
+pub struct ShutdownSettings {
+    /// After SIGTERM, keep accepting (with `/readyz` failing) this long.
+    pub pre_stop_delay: Duration,
+    /// Then stop accepting and give in-flight requests this long.
+    pub drain_timeout: Duration,
 }
 
 /// JWKS lifecycle settings.
@@ -351,11 +460,21 @@ impl IdentityConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Proxy listener.
-    pub listen: SocketAddr,
+    pub listen: ListenAddr,
     /// Admin listener (health, metrics).
     pub admin_listen: SocketAddr,
-    /// Upstream base URI (`http://host:port`).
+    /// Upstream base URI (`scheme://host:port`; `http://localhost` for unix sockets).
     pub upstream: http::Uri,
+    /// How the upstream is reached.
+    pub upstream_target: UpstreamTarget,
+    /// Protocol spoken upstream.
+    pub upstream_protocol: UpstreamProtocol,
+    /// CA bundle for `https://` upstreams (default: system roots).
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Downstream TLS; `None` = plain HTTP.
+    pub tls: Option<TlsSettings>,
+    /// Shutdown timings.
+    pub shutdown: ShutdownSettings,
     /// `realm` in `WWW-Authenticate`.
     pub realm: String,
     /// Pseudonym in the `Via` header.
@@ -388,6 +507,10 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
     "admin_listen",
     "upstream",
+    "upstream_protocol",
+    "upstream_ca_file",
+    "tls",
+    "shutdown",
     "realm",
     "via",
     "trusted_proxies",
@@ -537,7 +660,9 @@ impl Validator {
     }
 
     fn build(&mut self, root: &BTreeMap<String, Value>) -> Option<Config> {
-        let listen = self.required::<SocketAddr>(root, "listen");
+        let listen = self
+            .required::<String>(root, "listen")
+            .and_then(|l| self.listen_addr(&l));
         let admin_listen = self.optional::<SocketAddr>(
             root,
             "admin_listen",
@@ -546,6 +671,10 @@ impl Validator {
         let upstream = self
             .required::<String>(root, "upstream")
             .and_then(|u| self.upstream(&u));
+        let upstream_protocol = self.optional(root, "upstream_protocol", UpstreamProtocol::Http1);
+        let upstream_ca_file = self.optional::<Option<PathBuf>>(root, "upstream_ca_file", None);
+        let tls = self.tls(root);
+        let shutdown = self.shutdown(root);
         let realm = self
             .optional(root, "realm", "api".to_owned())
             .and_then(|r| self.quoted_safe("realm", r));
@@ -580,17 +709,37 @@ impl Validator {
         let jwks = self.jwks(root);
         let identity = self.identity(root);
 
-        if let (Some(a), Some(b)) = (listen, admin_listen)
-            && a == b
+        if let (Some(ListenAddr::Tcp(a)), Some(b)) = (&listen, admin_listen)
+            && *a == b
             && a.port() != 0
         {
             self.problem("admin_listen", "must differ from listen");
         }
 
+        if upstream_protocol == Some(UpstreamProtocol::Http2)
+            && routes
+                .as_ref()
+                .is_some_and(|rs| rs.iter().any(|r| r.websocket))
+        {
+            self.problem(
+                "upstream_protocol",
+                "WebSocket routes need upstream_protocol = \"http1\"",
+            );
+        }
+        if upstream_ca_file.as_ref().is_some_and(Option::is_some)
+            && !matches!(upstream, Some((_, UpstreamTarget::Https)))
+        {
+            self.problem("upstream_ca_file", "only applies to an https:// upstream");
+        }
         Some(Config {
             listen: listen?,
             admin_listen: admin_listen?,
-            upstream: upstream?,
+            upstream: upstream.as_ref()?.0.clone(),
+            upstream_target: upstream?.1,
+            upstream_protocol: upstream_protocol?,
+            upstream_ca_file: upstream_ca_file?,
+            tls: tls?,
+            shutdown: shutdown?,
             realm: realm?,
             via: via?,
             trusted_proxies: trusted_proxies?,
@@ -623,15 +772,56 @@ impl Validator {
         }
     }
 
-    fn upstream(&mut self, u: &str) -> Option<http::Uri> {
+    fn listen_addr(&mut self, l: &str) -> Option<ListenAddr> {
+        if let Some(path) = l.strip_prefix("unix:") {
+            let path = path.trim_start_matches("//");
+            if path.starts_with('/') {
+                return Some(ListenAddr::Unix(PathBuf::from(path)));
+            }
+            self.problem(
+                "listen",
+                "unix socket paths must be absolute: unix:/run/x.sock",
+            );
+            return None;
+        }
+        match l.parse::<SocketAddr>() {
+            Ok(a) => Some(ListenAddr::Tcp(a)),
+            Err(_) => {
+                self.problem(
+                    "listen",
+                    format!("{l:?} is not an address like 0.0.0.0:8080 or unix:/path"),
+                );
+                None
+            }
+        }
+    }
+
+    fn upstream(&mut self, u: &str) -> Option<(http::Uri, UpstreamTarget)> {
+        if let Some(path) = u.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                self.problem(
+                    "upstream",
+                    "unix socket upstreams look like unix:///run/app.sock",
+                );
+                return None;
+            }
+            return Some((
+                http::Uri::from_static("http://localhost"),
+                UpstreamTarget::Unix(PathBuf::from(path)),
+            ));
+        }
         let Ok(uri) = u.parse::<http::Uri>() else {
             self.problem("upstream", format!("{u:?} is not a URL"));
             return None;
         };
-        if uri.scheme_str() != Some("http") {
-            self.problem("upstream", "must be an http:// URL");
-            return None;
-        }
+        let target = match uri.scheme_str() {
+            Some("http") => UpstreamTarget::Http,
+            Some("https") => UpstreamTarget::Https,
+            _ => {
+                self.problem("upstream", "must be http://, https:// or unix:///path");
+                return None;
+            }
+        };
         if uri.authority().is_none() {
             self.problem("upstream", "must name a host");
             return None;
@@ -643,7 +833,51 @@ impl Validator {
             );
             return None;
         }
-        Some(uri)
+        Some((uri, target))
+    }
+
+    fn tls(&mut self, root: &BTreeMap<String, Value>) -> Option<Option<TlsSettings>> {
+        let Some(value) = root.get("tls") else {
+            return Some(None);
+        };
+        let raw = self.get::<RawTls>("tls", Some(value))?;
+        let before = self.problems.len();
+        for (key, path) in [
+            ("tls.cert_file", Some(&raw.cert_file)),
+            ("tls.key_file", Some(&raw.key_file)),
+            ("tls.client_ca_file", raw.client_ca_file.as_ref()),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                self.problem(key, format!("{} is not a readable file", path.display()));
+            }
+        }
+        let reload = raw.reload_interval_seconds.unwrap_or(10);
+        if reload == 0 {
+            self.problem("tls.reload_interval_seconds", "must be positive");
+        }
+        let handshake = raw.handshake_timeout_seconds.unwrap_or(10);
+        if handshake == 0 {
+            self.problem("tls.handshake_timeout_seconds", "must be positive");
+        }
+        (self.problems.len() == before).then(|| {
+            Some(TlsSettings {
+                cert_file: raw.cert_file,
+                key_file: raw.key_file,
+                client_ca_file: raw.client_ca_file,
+                reload_interval: Duration::from_secs(reload),
+                handshake_timeout: Duration::from_secs(handshake),
+            })
+        })
+    }
+
+    fn shutdown(&mut self, root: &BTreeMap<String, Value>) -> Option<ShutdownSettings> {
+        let raw = self.optional::<RawShutdown>(root, "shutdown", RawShutdown::default())?;
+        Some(ShutdownSettings {
+            pre_stop_delay: Duration::from_secs(raw.pre_stop_delay_seconds.unwrap_or(0)),
+            drain_timeout: Duration::from_secs(raw.drain_timeout_seconds.unwrap_or(30)),
+        })
     }
 
     fn cidrs(&mut self, list: &[String]) -> Vec<IpNet> {
@@ -853,6 +1087,16 @@ impl Validator {
                     "scopes can only be met by access tokens; remove \"id\" from token_use",
                 );
             }
+            let token_name_ok = |n: &str| {
+                n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            };
+            if !token_name_ok(&raw.token_query_param) || !token_name_ok(&raw.token_cookie) {
+                self.problem(
+                    &format!("{key}.token_query_param"),
+                    "query parameter and cookie names are letters, digits, '-', '_', '.'",
+                );
+            }
             if raw.groups.iter().chain(&raw.scopes).any(String::is_empty) {
                 self.problem(&key.to_string(), "group and scope names must not be empty");
             }
@@ -868,6 +1112,9 @@ impl Validator {
                 groups: raw.groups,
                 scopes: raw.scopes,
                 token_use: raw.token_use,
+                websocket: raw.websocket,
+                token_query_param: raw.token_query_param,
+                token_cookie: raw.token_cookie,
             });
         }
         ok.then_some(routes)
@@ -915,6 +1162,31 @@ impl Validator {
             upstream_idle_timeout: Duration::from_secs(
                 raw.upstream_idle_timeout_seconds.unwrap_or(90),
             ),
+            max_request_body: raw.max_request_body_bytes.filter(|b| *b > 0),
+            max_connections: match raw.max_connections.unwrap_or(10_000) {
+                0 => {
+                    self.problem("limits.max_connections", "must be positive");
+                    1
+                }
+                n => n,
+            },
+            idle_timeout: Duration::from_secs(positive(
+                self,
+                "idle_timeout_seconds",
+                raw.idle_timeout_seconds.unwrap_or(60),
+            )),
+            h2_max_concurrent_streams: match raw.h2_max_concurrent_streams.unwrap_or(200) {
+                0 => {
+                    self.problem("limits.h2_max_concurrent_streams", "must be positive");
+                    1
+                }
+                n => n,
+            },
+            websocket_idle_timeout: Duration::from_secs(positive(
+                self,
+                "websocket_idle_timeout_seconds",
+                raw.websocket_idle_timeout_seconds.unwrap_or(600),
+            )),
         })
     }
 

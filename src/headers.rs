@@ -190,6 +190,29 @@ pub fn strip_inbound(headers: &mut HeaderMap, identity: &IdentityConfig, managed
     }
 }
 
+/// Removes one cookie from every `Cookie` header, keeping the others.
+pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    let values: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .map(str::trim)
+                .filter(|pair| pair.split('=').next() != Some(name))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    headers.remove(header::COOKIE);
+    for v in values {
+        if let Ok(v) = HeaderValue::try_from(v) {
+            headers.append(header::COOKIE, v);
+        }
+    }
+}
+
 /// Removes hop-by-hop headers, and whatever `Connection` names, from an upstream response.
 pub fn strip_response(headers: &mut HeaderMap) {
     let named = connection_options(headers);
@@ -312,8 +335,8 @@ pub fn inject_identity(headers: &mut HeaderMap, id: &Identity, cfg: &IdentityCon
 /// Facts about the connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
 pub struct Forwarding<'a> {
-    /// TCP peer.
-    pub peer: IpAddr,
+    /// TCP peer (`None` on a unix socket).
+    pub peer: Option<IpAddr>,
     /// Whether the peer is a trusted proxy whose `X-Forwarded-For` is extended.
     pub trusted_peer: bool,
     /// `https` when the listener terminated TLS.
@@ -343,17 +366,20 @@ pub fn inbound_forwarded_for(headers: &HeaderMap) -> Option<String> {
 /// Sets `X-Forwarded-For/-Proto/-Host/-Port` and appends to `Via`; all computed,
 /// never copied from an untrusted client.
 pub fn set_forwarding(headers: &mut HeaderMap, f: &Forwarding<'_>, prior_xff: Option<String>) {
-    let peer = f.peer.to_canonical().to_string();
-    let xff = match prior_xff {
-        Some(prev) if f.trusted_peer => format!("{prev}, {peer}"),
-        _ => peer,
+    // A unix-socket peer is local: there is no address to add, only a trusted chain.
+    let peer = f.peer.map(|p| p.to_canonical().to_string());
+    let xff = match (prior_xff, peer) {
+        (Some(prev), Some(peer)) if f.trusted_peer => Some(format!("{prev}, {peer}")),
+        (_, peer) => peer,
     };
     let set = |h: &mut HeaderMap, name: &'static str, v: String| {
         if let Ok(v) = HeaderValue::try_from(v) {
             h.insert(HeaderName::from_static(name), v);
         }
     };
-    set(headers, "x-forwarded-for", xff);
+    if let Some(xff) = xff {
+        set(headers, "x-forwarded-for", xff);
+    }
     set(headers, "x-forwarded-proto", f.proto.to_owned());
     if !f.host.is_empty() {
         set(headers, "x-forwarded-host", f.host.to_owned());
@@ -536,7 +562,7 @@ mod tests {
     #[test]
     fn forwarding_headers_are_computed_and_trusted_chains_extended() {
         let f = Forwarding {
-            peer: "10.0.0.9".parse().expect("ip"),
+            peer: Some("10.0.0.9".parse().expect("ip")),
             trusted_peer: false,
             proto: "http",
             host: "api.example",

@@ -40,7 +40,9 @@ pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod server;
+pub mod tls;
 pub mod token;
+pub mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -68,12 +70,18 @@ pub enum StartError {
     /// The JWKS client could not be built.
     #[error("JWKS client: {0}")]
     Jwks(#[from] jwks::JwksError),
+    /// The TLS certificate, key or client CA could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// The upstream client could not be built.
+    #[error("upstream: {0}")]
+    Upstream(#[from] upstream::UpstreamError),
 }
 
 /// The two sockets the sidecar serves on.
 pub struct Listeners {
-    /// Proxy traffic.
-    pub proxy: TcpListener,
+    /// Proxy traffic (TCP or unix socket).
+    pub proxy: server::ProxyListener,
     /// Health and metrics.
     pub admin: TcpListener,
 }
@@ -85,7 +93,7 @@ impl Listeners {
     /// If either address cannot be bound.
     pub async fn bind(config: &Config) -> std::io::Result<Self> {
         Ok(Self {
-            proxy: server::bind(config.listen).await?,
+            proxy: server::ProxyListener::bind(&config.listen).await?,
             admin: server::bind(config.admin_listen).await?,
         })
     }
@@ -93,7 +101,7 @@ impl Listeners {
 
 /// A started sidecar.
 pub struct Running {
-    /// Where the proxy listens.
+    /// Where the proxy listens (`0.0.0.0:0` for a unix socket).
     pub proxy_addr: SocketAddr,
     /// Where the admin endpoints listen.
     pub admin_addr: SocketAddr,
@@ -129,35 +137,70 @@ pub async fn start(
 ) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new()?);
-    for reason in auth::Denial::REASONS {
+    for reason in auth::Denial::REASONS.iter().chain(&["body_too_large"]) {
         metrics.denied.with_label_values(&[reason]);
     }
     for p in &config.pools {
         metrics.init_pool(&p.name);
     }
     let jwks = Jwks::new(&config.pools, config.jwks.clone(), Arc::clone(&metrics))?;
-    let proxy_addr = listeners.proxy.local_addr()?;
+    let proxy_addr = listeners
+        .proxy
+        .local_addr()
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let admin_addr = listeners.admin.local_addr()?;
     let (draining_tx, draining_rx) = watch::channel(false);
+    let (accepting_done_tx, accepting_done_rx) = watch::channel(false);
     let (stopped_tx, stopped_rx) = watch::channel(false);
-    jwks.spawn_refreshers(stopped_rx.clone());
+    let tls = match &config.tls {
+        Some(settings) => {
+            let (server_config, resolver) = tls::server_config(settings)?;
+            tls::spawn_reloader(
+                resolver,
+                settings.clone(),
+                Arc::clone(&metrics),
+                stopped_rx.clone(),
+            );
+            Some((
+                tokio_rustls::TlsAcceptor::from(server_config),
+                settings.handshake_timeout,
+            ))
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared::new(
         Arc::clone(&config),
         Arc::clone(&jwks),
         Arc::clone(&metrics),
-    ));
+    )?);
+    jwks.spawn_refreshers(stopped_rx.clone());
     let admin = Arc::new(AdminState {
         jwks: Arc::clone(&jwks),
         metrics: Arc::clone(&metrics),
         draining: draining_rx.clone(),
     });
     let admin_task = tokio::spawn(admin::serve_admin(listeners.admin, admin, stopped_rx));
-    let proxy_task = tokio::spawn(server::serve_proxy(listeners.proxy, shared, draining_rx));
-    tracing::info!(%proxy_addr, %admin_addr, upstream = %config.upstream, pools = config.pools.len(), "cognito-sidecar started");
+    let proxy_task = tokio::spawn(server::serve_proxy(
+        listeners.proxy,
+        shared,
+        tls,
+        accepting_done_rx,
+        config.shutdown.drain_timeout,
+    ));
+    tracing::info!(listen = %config.listen, %admin_addr, upstream = %config.upstream, tls = config.tls.is_some(), pools = config.pools.len(), "cognito-sidecar started");
+    let pre_stop = config.shutdown.pre_stop_delay;
     let task = tokio::spawn(async move {
         shutdown.await;
-        tracing::info!("shutdown requested: readiness off, draining connections");
+        // 1. Readiness off at once, so endpoint controllers stop sending new traffic,
+        // 2. keep accepting for the pre-stop delay while they catch up,
+        // 3. stop accepting and drain in-flight requests and WebSockets.
+        tracing::info!(
+            pre_stop_seconds = pre_stop.as_secs(),
+            "shutdown requested: readiness off"
+        );
         let _ = draining_tx.send(true);
+        tokio::time::sleep(pre_stop).await;
+        let _ = accepting_done_tx.send(true);
         let _ = proxy_task.await;
         let _ = stopped_tx.send(true);
         let _ = admin_task.await;

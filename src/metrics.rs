@@ -41,6 +41,12 @@ pub struct Metrics {
     pub jwks_fetch_duration: HistogramVec,
     /// 1 when every pool has keys and the process is not draining.
     pub ready: Gauge,
+    /// Bridged WebSocket sessions open now.
+    pub websocket_sessions: IntGauge,
+    /// TLS certificate reloads by result.
+    pub tls_reloads: IntCounterVec,
+    /// Failed or timed-out TLS handshakes.
+    pub tls_handshake_failures: prometheus::IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -165,6 +171,27 @@ impl Metrics {
                 )?;
                 registry.register(Box::new(g.clone()))?;
                 g
+            },
+            websocket_sessions: {
+                let g = IntGauge::new(
+                    "cognito_sidecar_websocket_sessions",
+                    "Bridged WebSocket sessions open now.",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            tls_reloads: counter(
+                "cognito_sidecar_tls_reloads_total",
+                "TLS certificate reloads after the files changed, by result.",
+                &["result"],
+            )?,
+            tls_handshake_failures: {
+                let c = prometheus::IntCounter::new(
+                    "cognito_sidecar_tls_handshake_failures_total",
+                    "TLS handshakes that failed or timed out.",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
             },
             registry,
         };

@@ -1,12 +1,14 @@
 //! The per-request handler, in phases: `request_filter` (header checks, the pure
-//! decision, kid-miss refresh), `upstream_request_filter` (strip, inject, forwarding
-//! headers), the upstream call (pooled, streamed, with timeouts), `response_filter`
-//! (hop-by-hop removal) and `logging` (one metrics observation and one access-log
-//! event). Every status code the proxy itself produces is chosen in this file.
+//! decision, kid-miss refresh, body-size check), `upstream_request_filter` (strip,
+//! inject, forwarding headers, WebSocket upgrade headers), the upstream call (pooled,
+//! streamed, with timeouts), `response_filter` (hop-by-hop removal, WebSocket bridging)
+//! and `logging` (one metrics observation and one access-log event). Every status code
+//! the proxy itself produces is chosen in this file.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -14,20 +16,57 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::sync::Notify;
 
 use crate::auth::{self, Admission, Decision, Denial, Policy};
-use crate::config::{Config, normalize_header_name};
+use crate::config::{Config, UpstreamProtocol, normalize_header_name};
 use crate::headers::{self, Forwarding, HeaderError};
 use crate::jwks::Jwks;
 use crate::metrics::Metrics;
+use crate::upstream::{self, UpstreamBody, UpstreamClient, UpstreamError};
 
 /// Response body type: upstream bodies stream through; local answers are small.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Counts bridged WebSocket sessions so a drain can wait for them.
+#[derive(Default)]
+pub struct Sessions {
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+struct SessionGuard(Arc<Sessions>, Arc<Metrics>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+        self.1.websocket_sessions.dec();
+        self.0.closed.notify_waiters();
+    }
+}
+
+impl Sessions {
+    fn enter(self: &Arc<Self>, metrics: &Arc<Metrics>) -> SessionGuard {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        metrics.websocket_sessions.inc();
+        SessionGuard(Arc::clone(self), Arc::clone(metrics))
+    }
+
+    /// Resolves when no session is open.
+    pub async fn wait_idle(&self) {
+        loop {
+            let closed = self.closed.notified();
+            if self.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
+}
 
 /// Everything a request handler needs, shared by all connections.
 pub struct Shared {
@@ -42,43 +81,46 @@ pub struct Shared {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Pooled upstream client.
-    pub client: Client<HttpConnector, Incoming>,
+    pub client: UpstreamClient,
+    /// Bridged WebSocket sessions.
+    pub websockets: Arc<Sessions>,
 }
 
 impl Shared {
     /// Builds the shared state, including the pooled upstream client.
-    #[must_use]
-    pub fn new(config: Arc<Config>, jwks: Arc<Jwks>, metrics: Arc<Metrics>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.limits.upstream_connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.limits.upstream_idle_timeout)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
+    ///
+    /// # Errors
+    /// [`UpstreamError`] if the upstream TLS roots cannot be loaded.
+    pub fn new(
+        config: Arc<Config>,
+        jwks: Arc<Jwks>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, UpstreamError> {
+        let client = upstream::client(&config)?;
         let managed = config
             .identity
             .managed_headers()
             .iter()
             .map(|h| normalize_header_name(h.as_str()))
             .collect();
-        Self {
+        Ok(Self {
             policy: Policy::from_config(&config),
             managed,
             config,
             jwks,
             metrics,
             client,
-        }
+            websockets: Arc::default(),
+        })
     }
 }
 
 /// Facts about the connection a request came in on.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
-    /// Client address.
-    pub peer: SocketAddr,
-    /// Listener port.
+    /// Client address (`None` on a unix socket).
+    pub peer: Option<SocketAddr>,
+    /// Listener port (0 on a unix socket).
     pub local_port: u16,
     /// Whether the connection is TLS.
     pub tls: bool,
@@ -105,6 +147,18 @@ struct Outcome {
     upstream_secs: Option<f64>,
 }
 
+impl Outcome {
+    fn refused(label: &'static str, reason: &'static str, auth_secs: f64) -> Self {
+        Self {
+            label,
+            reason: Some(reason),
+            sub: None,
+            auth_secs,
+            upstream_secs: None,
+        }
+    }
+}
+
 /// Handles one request end to end. Never fails: every problem becomes a response.
 pub async fn handle(
     req: Request<Incoming>,
@@ -127,37 +181,64 @@ pub async fn handle(
     Ok(response)
 }
 
+fn is_grpc(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// `GET` + `Connection: upgrade` + `Upgrade: websocket`, the only upgrade ever honoured.
+fn is_websocket_upgrade(parts: &Parts) -> bool {
+    let has_token = |name: header::HeaderName, token: &str| {
+        parts
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    parts.method == Method::GET
+        && parts.version == Version::HTTP_11
+        && has_token(header::CONNECTION, "upgrade")
+        && has_token(header::UPGRADE, "websocket")
+}
+
 async fn process(
     req: Request<Incoming>,
     shared: &Shared,
     conn: ConnInfo,
 ) -> (Response<ProxyBody>, Outcome, Option<String>) {
     let auth_started = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let grpc = is_grpc(&parts);
     let host = match headers::check_request(&parts, &shared.config.allowed_hosts) {
         Ok(h) => h,
         Err(e) => {
-            let outcome = Outcome {
-                label: "bad_request",
-                reason: Some(e.reason()),
-                sub: None,
-                auth_secs: auth_started.elapsed().as_secs_f64(),
-                upstream_secs: None,
-            };
             shared.metrics.denied.with_label_values(&[e.reason()]).inc();
+            let outcome = Outcome::refused(
+                "bad_request",
+                e.reason(),
+                auth_started.elapsed().as_secs_f64(),
+            );
             return (header_error_response(e), outcome, None);
         }
     };
     let decision = request_filter(&parts, shared).await;
     let auth_secs = auth_started.elapsed().as_secs_f64();
-    match decision {
+    let admission = match decision {
         Decision::Deny(denial) => {
             shared
                 .metrics
                 .denied
                 .with_label_values(&[denial.reason()])
                 .inc();
-            let response = deny_response(&denial, &shared.config.realm, &parts.method);
+            let mut response = deny_response(&denial, &shared.config.realm, &parts.method);
+            if grpc {
+                add_grpc_status(&mut response);
+            }
             let label = match denial {
                 Denial::KeysUnavailable => "unavailable",
                 Denial::BadPath | Denial::MethodNotAllowed | Denial::InvalidRequest => {
@@ -165,44 +246,65 @@ async fn process(
                 }
                 _ => "denied",
             };
-            let outcome = Outcome {
-                label,
-                reason: Some(denial.reason()),
-                sub: None,
-                auth_secs,
-                upstream_secs: None,
-            };
             // Log the canonical form when there is one: never raw attacker bytes.
-            (
+            let path = crate::path::canonicalize(parts.uri.path()).ok();
+            return (
                 response,
-                outcome,
-                crate::path::canonicalize(parts.uri.path()).ok(),
-            )
+                Outcome::refused(label, denial.reason(), auth_secs),
+                path,
+            );
         }
-        Decision::Allow(admission) => {
-            let sub = admission.identity.as_ref().map(|i| i.claims.sub.clone());
-            let label = admission.admit.label();
-            let path = admission.path.clone();
-            let upstream_req =
-                upstream_request_filter(parts, body, &admission, &host, shared, conn);
-            let upstream_started = Instant::now();
-            let (response, error) = upstream(upstream_req, shared).await;
-            let upstream_secs = upstream_started.elapsed().as_secs_f64();
-            shared.metrics.upstream_duration.observe(upstream_secs);
+        Decision::Allow(admission) => admission,
+    };
+    let sub = admission.identity.as_ref().map(|i| i.claims.sub.clone());
+    let path = Some(admission.path.clone());
+    if let Some(max) = shared.config.limits.max_request_body {
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max) {
+            shared
+                .metrics
+                .denied
+                .with_label_values(&["body_too_large"])
+                .inc();
             let outcome = Outcome {
-                label: if error.is_some() {
-                    "upstream_error"
-                } else {
-                    label
-                },
-                reason: error,
                 sub,
-                auth_secs,
-                upstream_secs: Some(upstream_secs),
+                ..Outcome::refused("bad_request", "body_too_large", auth_secs)
             };
-            (response, outcome, Some(path))
+            return (payload_too_large(), outcome, path);
         }
     }
+    let websocket = admission.websocket && is_websocket_upgrade(&parts);
+    let client_upgrade = if websocket {
+        parts.extensions.remove::<OnUpgrade>()
+    } else {
+        None
+    };
+    let body: UpstreamBody = match shared.config.limits.max_request_body {
+        Some(max) => Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)).boxed(),
+        None => body.map_err(Into::into).boxed(),
+    };
+    let upstream_req =
+        upstream_request_filter(parts, body, &admission, &host, shared, conn, websocket);
+    let upstream_started = Instant::now();
+    let (response, error) = call_upstream(upstream_req, shared, client_upgrade).await;
+    let upstream_secs = upstream_started.elapsed().as_secs_f64();
+    shared.metrics.upstream_duration.observe(upstream_secs);
+    let outcome = Outcome {
+        label: if error.is_some() {
+            "upstream_error"
+        } else {
+            admission.admit.label()
+        },
+        reason: error,
+        sub,
+        auth_secs,
+        upstream_secs: Some(upstream_secs),
+    };
+    (response, outcome, path)
 }
 
 /// Phase 1: decide, refreshing keys once if the token names an unknown `kid`.
@@ -219,16 +321,26 @@ async fn request_filter(parts: &Parts, shared: &Shared) -> Decision {
 /// Phase 2: the request the upstream receives.
 fn upstream_request_filter(
     mut parts: Parts,
-    body: Incoming,
+    body: UpstreamBody,
     admission: &Admission,
     host: &str,
     shared: &Shared,
     conn: ConnInfo,
-) -> Request<Incoming> {
+    websocket: bool,
+) -> Request<UpstreamBody> {
     let cfg = &shared.config;
-    let peer = conn.peer.ip().to_canonical();
-    let trusted_peer = cfg.trusted_proxies.iter().any(|n| n.contains(&peer));
+    let peer = conn.peer.map(|p| p.ip().to_canonical());
+    let trusted_peer = peer.is_some_and(|ip| cfg.trusted_proxies.iter().any(|n| n.contains(&ip)));
     let prior_xff = headers::inbound_forwarded_for(&parts.headers);
+    let wants_trailers = parts
+        .headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
     // A chunked message's length is whatever the chunks say; never pass a stale length on.
     if parts.headers.contains_key(header::TRANSFER_ENCODING) {
         parts.headers.remove(header::CONTENT_LENGTH);
@@ -254,41 +366,108 @@ fn upstream_request_filter(
     {
         parts.headers.insert(header::HOST, v);
     }
-    let path_and_query = match parts.uri.query() {
+    // gRPC over h2 needs `te: trailers` end to end; it is the one TE value allowed in h2.
+    if wants_trailers && cfg.upstream_protocol == UpstreamProtocol::Http2 {
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if websocket {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    if let Some(name) = &admission.token_cookie
+        && !cfg.identity.forward_authorization
+    {
+        headers::remove_cookie(&mut parts.headers, name);
+    }
+    let query = match (&admission.token_query_param, parts.uri.query()) {
+        // A token taken from the query never travels further (backend access logs).
+        (Some(name), Some(q)) => {
+            let kept: Vec<&str> = q
+                .split('&')
+                .filter(|kv| kv.split('=').next() != Some(name.as_str()))
+                .collect();
+            (!kept.is_empty()).then(|| kept.join("&"))
+        }
+        (_, q) => q.map(str::to_owned),
+    };
+    let path_and_query = match query {
         Some(q) => format!("{}?{q}", admission.path),
         None => admission.path.clone(),
     };
     let mut uri = cfg.upstream.clone().into_parts();
     uri.path_and_query = path_and_query.parse().ok();
     parts.uri = Uri::from_parts(uri).unwrap_or_else(|_| cfg.upstream.clone());
-    parts.version = Version::HTTP_11;
+    parts.version = match cfg.upstream_protocol {
+        UpstreamProtocol::Http1 => Version::HTTP_11,
+        UpstreamProtocol::Http2 => Version::HTTP_2,
+    };
     Request::from_parts(parts, body)
 }
 
-/// Phases 3-4: send upstream, stream the answer back, map failures to 502/504.
-async fn upstream(
-    req: Request<Incoming>,
+fn is_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Phases 3-4: send upstream, stream the answer back, map failures to 502/504/413,
+/// bridge an accepted WebSocket upgrade.
+async fn call_upstream(
+    req: Request<UpstreamBody>,
     shared: &Shared,
+    client_upgrade: Option<OnUpgrade>,
 ) -> (Response<ProxyBody>, Option<&'static str>) {
     let timeout = shared.config.limits.upstream_timeout;
     match tokio::time::timeout(timeout, shared.client.request(req)).await {
-        // Upgrades are never requested upstream, so a 101 would be a confused or hostile
-        // backend: never pass a protocol switch on to the client.
-        Ok(Ok(resp)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
-            shared
-                .metrics
-                .upstream_errors
-                .with_label_values(&["other"])
-                .inc();
-            (
-                simple(StatusCode::BAD_GATEWAY, r#"{"error":"bad_gateway"}"#),
-                Some("other"),
-            )
+        Ok(Ok(mut resp)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            // Only a WebSocket upgrade that the route allowed and the proxy asked for
+            // may switch protocols; anything else is a confused or hostile backend.
+            let Some(client_upgrade) = client_upgrade else {
+                shared
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&["other"])
+                    .inc();
+                return (
+                    simple(StatusCode::BAD_GATEWAY, r#"{"error":"bad_gateway"}"#),
+                    Some("unexpected_upgrade"),
+                );
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            let (mut parts, _) = resp.into_parts();
+            headers::strip_response(&mut parts.headers);
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            spawn_bridge(client_upgrade, upstream_upgrade, shared);
+            (Response::from_parts(parts, empty()), None)
         }
         Ok(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
             headers::strip_response(&mut parts.headers);
             (Response::from_parts(parts, body.boxed()), None)
+        }
+        Ok(Err(e)) if is_body_limit(&e) => {
+            shared
+                .metrics
+                .denied
+                .with_label_values(&["body_too_large"])
+                .inc();
+            (payload_too_large(), Some("body_too_large"))
         }
         Ok(Err(e)) => {
             let kind = if e.is_connect() { "connect" } else { "other" };
@@ -320,6 +499,50 @@ async fn upstream(
     }
 }
 
+/// Copies bytes both ways between the upgraded client and upstream connections until
+/// either side closes, or nothing moves for `websocket_idle_timeout`.
+fn spawn_bridge(client: OnUpgrade, upstream: OnUpgrade, shared: &Shared) {
+    let guard = shared.websockets.enter(&shared.metrics);
+    let idle = shared.config.limits.websocket_idle_timeout;
+    tokio::spawn(async move {
+        let _guard = guard;
+        let (client, upstream) = match tokio::join!(client, upstream) {
+            (Ok(c), Ok(u)) => (c, u),
+            (c, u) => {
+                tracing::debug!(
+                    client_ok = c.is_ok(),
+                    upstream_ok = u.is_ok(),
+                    "WebSocket upgrade did not complete"
+                );
+                return;
+            }
+        };
+        let activity = crate::server::Activity::new();
+        let mut client = crate::server::Tracked::new(TokioIo::new(client), activity.clone());
+        let mut upstream = TokioIo::new(upstream);
+        let watchdog = async {
+            loop {
+                tokio::time::sleep(idle / 4).await;
+                if activity.idle_for() >= idle {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                tracing::debug!(ok = r.is_ok(), "WebSocket closed");
+            }
+            () = watchdog => tracing::debug!("closing idle WebSocket"),
+        }
+    });
+}
+
+fn empty() -> ProxyBody {
+    Empty::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
 fn simple(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
@@ -329,6 +552,17 @@ fn simple(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn payload_too_large() -> Response<ProxyBody> {
+    let mut r = simple(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        r#"{"error":"payload_too_large"}"#,
+    );
+    // The rest of the body is never read: the connection cannot be reused.
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
 
@@ -343,6 +577,25 @@ fn header_error_response(e: HeaderError) -> Response<ProxyBody> {
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
+}
+
+/// Makes a proxy answer readable by gRPC clients: `grpc-status` / `grpc-message`
+/// headers (a trailers-only response) next to the HTTP status.
+fn add_grpc_status(r: &mut Response<ProxyBody>) {
+    let (code, message) = match r.status() {
+        StatusCode::UNAUTHORIZED => ("16", "unauthenticated"),
+        StatusCode::FORBIDDEN => ("7", "permission denied"),
+        StatusCode::SERVICE_UNAVAILABLE => ("14", "unavailable"),
+        StatusCode::BAD_REQUEST => ("3", "invalid request"),
+        _ => ("13", "internal"),
+    };
+    let h = r.headers_mut();
+    h.insert("grpc-status", HeaderValue::from_static(code));
+    h.insert("grpc-message", HeaderValue::from_static(message));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
 }
 
 /// The one place a [`Denial`] becomes a status, challenge and body (RFC 6750).
@@ -473,7 +726,7 @@ fn logging(
         status,
         outcome = outcome.label,
         reason = outcome.reason.unwrap_or(""),
-        sub = outcome.sub.as_deref().unwrap_or(""),
+        sub = outcome.sub.as_deref().map(crate::headers::encode_value).unwrap_or_default(),
         auth_ms = outcome.auth_secs * 1000.0,
         upstream_ms = outcome.upstream_secs.map_or(0.0, |s| s * 1000.0),
         latency_ms = elapsed * 1000.0,

@@ -1,23 +1,83 @@
-//! Listeners and connection handling: the proxy accept loop (HTTP/1.1 and h2c prior
-//! knowledge via hyper-util's auto builder, with a `Timer` so the header read timeout is
-//! enforced), explicit header limits, and graceful drain on shutdown.
+//! Listeners and connection handling: the proxy accept loop over TCP (plain or TLS) or a
+//! unix socket; HTTP/1.1 with upgrades and HTTP/2 (ALPN `h2` over TLS, prior knowledge
+//! in clear) through hyper-util's auto builder, with a `Timer` so the header read
+//! timeout is actually enforced; explicit header and stream limits; a connection cap
+//! that applies back-pressure by not accepting; an idle timeout; and graceful drain.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
-use crate::config::Limits;
+use crate::config::{Limits, ListenAddr};
 use crate::proxy::{self, ConnInfo, Shared};
 
-/// How long in-flight requests may take to finish once shutdown starts.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
+/// The socket the proxy accepts on.
+pub enum ProxyListener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix domain socket (path kept to remove it on shutdown).
+    Unix(UnixListener, PathBuf),
+}
+
+impl From<TcpListener> for ProxyListener {
+    fn from(l: TcpListener) -> Self {
+        Self::Tcp(l)
+    }
+}
+
+impl ProxyListener {
+    /// Binds the configured address. A stale unix socket file (nobody listening) is
+    /// replaced.
+    ///
+    /// # Errors
+    /// The bind error, naming the address.
+    pub async fn bind(addr: &ListenAddr) -> std::io::Result<Self> {
+        match addr {
+            ListenAddr::Tcp(a) => Ok(Self::Tcp(bind(*a).await?)),
+            ListenAddr::Unix(path) => {
+                if path.exists() && tokio::net::UnixStream::connect(path).await.is_err() {
+                    let _ = std::fs::remove_file(path);
+                }
+                let l = UnixListener::bind(path).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on unix:{}: {e}", path.display()),
+                    )
+                })?;
+                Ok(Self::Unix(l, path.clone()))
+            }
+        }
+    }
+
+    /// The TCP address, if this is a TCP listener.
+    #[must_use]
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Tcp(l) => l.local_addr().ok(),
+            Self::Unix(..) => None,
+        }
+    }
+
+    fn unix_path(&self) -> Option<&Path> {
+        match self {
+            Self::Tcp(_) => None,
+            Self::Unix(_, p) => Some(p),
+        }
+    }
+}
 
 /// Builds the connection builder with every limit set explicitly.
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -30,53 +90,242 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(200);
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_local_error_reset_streams(Some(1024));
     b
 }
 
-/// Serves the proxy on `listener` until `shutdown` turns true, then drains.
-pub async fn serve_proxy(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let builder = builder(&shared.config.limits);
-    let graceful = GracefulShutdown::new();
-    let local_port = listener.local_addr().map_or(0, |a| a.port());
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Usually EMFILE: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let info = ConnInfo { peer, local_port, tls: false };
-                let shared = Arc::clone(&shared);
-                let metrics = Arc::clone(&shared.metrics);
-                let svc = service_fn(move |req| proxy::handle(req, Arc::clone(&shared), info));
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
-                metrics.connections.inc();
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(peer = %peer, error = %e, "connection ended with error");
-                    }
-                    metrics.connections.dec();
-                });
-            }
-            () = until_true(&mut shutdown) => break,
+/// When bytes last moved on a connection, and how many requests are in progress.
+#[derive(Clone)]
+pub(crate) struct Activity {
+    origin: Instant,
+    last: Arc<AtomicU64>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            last: Arc::new(AtomicU64::new(0)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn idle_for(&self) -> Duration {
+        let now = self.origin.elapsed();
+        now.saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)))
+    }
+}
+
+/// An IO wrapper that records when bytes last moved, for the idle timeouts.
+pub(crate) struct Tracked<T> {
+    inner: T,
+    activity: Activity,
+}
+
+impl<T> Tracked<T> {
+    pub(crate) fn new(inner: T, activity: Activity) -> Self {
+        activity.touch();
+        Self { inner, activity }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        r
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves one accepted connection until it ends, idles out, or the drain ends it.
+async fn serve_conn<IO>(
+    io: IO,
+    info: ConnInfo,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Activity::new();
+    let io = Tracked::new(io, activity.clone());
+    let idle_timeout = shared.config.limits.idle_timeout;
+    let svc_activity = activity.clone();
+    let svc = service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        let activity = svc_activity.clone();
+        async move {
+            activity.in_flight.fetch_add(1, Ordering::Relaxed);
+            let r = proxy::handle(req, shared, info).await;
+            activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+            activity.touch();
+            r
+        }
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .into_owned();
+    let conn = watcher.watch(conn);
+    tokio::pin!(conn);
+    let tick = (idle_timeout / 4).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            r = &mut conn => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with error");
+                }
+                return;
+            }
+            () = tokio::time::sleep(tick) => {
+                if activity.in_flight.load(Ordering::Relaxed) == 0 && activity.idle_for() >= idle_timeout {
+                    tracing::debug!("closing idle connection");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Serves the proxy on `listener` until `stop_accepting` turns true, then waits up to
+/// `drain` for in-flight requests and bridged WebSockets to finish.
+pub async fn serve_proxy(
+    listener: ProxyListener,
+    shared: Arc<Shared>,
+    tls: Option<(TlsAcceptor, Duration)>,
+    mut stop_accepting: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let builder = Arc::new(builder(&shared.config.limits));
+    let graceful = GracefulShutdown::new();
+    let local_port = listener.local_addr().map_or(0, |a| a.port());
+    let permits = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    loop {
+        // Back-pressure: at the connection cap, stop accepting until one closes.
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = until_true(&mut stop_accepting) => break,
+        };
+        let accepted = tokio::select! {
+            a = accept(&listener) => a,
+            () = until_true(&mut stop_accepting) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                // Usually EMFILE: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let shared = Arc::clone(&shared);
+        let builder = Arc::clone(&builder);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let metrics = Arc::clone(&shared.metrics);
+            metrics.connections.inc();
+            let info = ConnInfo {
+                peer,
+                local_port,
+                tls: tls.is_some(),
+            };
+            match (stream, tls) {
+                (Accepted::Tcp(s), Some((acceptor, timeout))) => {
+                    match tokio::time::timeout(timeout, acceptor.accept(s)).await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_conn(tls_stream, info, shared, builder, watcher).await
+                        }
+                        Ok(Err(e)) => {
+                            metrics.tls_handshake_failures.inc();
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics.tls_handshake_failures.inc();
+                            tracing::debug!("TLS handshake timed out");
+                        }
+                    }
+                }
+                (Accepted::Tcp(s), None) => serve_conn(s, info, shared, builder, watcher).await,
+                (Accepted::Unix(s), _) => serve_conn(s, info, shared, builder, watcher).await,
+            }
+            metrics.connections.dec();
+            drop(permit);
+        });
+    }
+    let unix_path = listener.unix_path().map(Path::to_path_buf);
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(DRAIN_GRACE) => tracing::warn!("drain grace expired; closing remaining connections"),
+    if let Some(p) = unix_path {
+        let _ = std::fs::remove_file(p);
+    }
+    tracing::info!(
+        drain_seconds = drain.as_secs(),
+        "stopped accepting; draining"
+    );
+    let websockets = Arc::clone(&shared.websockets);
+    let drained = async {
+        graceful.shutdown().await;
+        websockets.wait_idle().await;
+    };
+    if tokio::time::timeout(drain, drained).await.is_ok() {
+        tracing::info!("all connections drained");
+    } else {
+        tracing::warn!("drain timeout expired; closing remaining connections");
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &ProxyListener) -> std::io::Result<(Accepted, Option<SocketAddr>)> {
+    match listener {
+        ProxyListener::Tcp(l) => {
+            let (s, peer) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            Ok((Accepted::Tcp(s), Some(peer)))
+        }
+        ProxyListener::Unix(l, _) => {
+            let (s, _) = l.accept().await?;
+            Ok((Accepted::Unix(s), None))
+        }
     }
 }
 

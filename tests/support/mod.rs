@@ -359,7 +359,7 @@ impl Env {
     ) -> Self {
         let config = Config::from_toml(text).unwrap_or_else(|e| panic!("test config invalid: {e}"));
         let listeners = Listeners {
-            proxy: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            proxy: TcpListener::bind("127.0.0.1:0").await.unwrap().into(),
             admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         };
         let (tx, rx) = oneshot::channel::<()>();

@@ -1,0 +1,212 @@
+//! The upstream client: one pooled hyper client whose connector reaches the backend over
+//! TCP, TLS (system roots or a configured CA bundle, ALPN for h2) or a unix socket, and
+//! speaks HTTP/1.1 or HTTP/2 (h2c prior knowledge for gRPC backends) as configured.
+
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::combinators::BoxBody;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::config::{Config, UpstreamProtocol, UpstreamTarget};
+
+/// Request body sent upstream: the client's body, possibly length-limited.
+pub type UpstreamBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The pooled upstream client.
+pub type UpstreamClient = Client<UpstreamConnector, UpstreamBody>;
+
+/// Why the upstream client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The CA bundle could not be read or holds no certificate.
+    #[error("upstream_ca_file {path}: {reason}")]
+    CaBundle {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No system root certificates were found for an https:// upstream.
+    #[error("no system root certificates for the https upstream ({0}); set upstream_ca_file")]
+    NativeRoots(String),
+}
+
+/// Connects to the backend the configuration names.
+#[derive(Clone)]
+pub enum UpstreamConnector {
+    /// TCP, with TLS for `https://`.
+    Tcp(HttpsConnector<HttpConnector>),
+    /// A unix domain socket; the request URI's authority is ignored.
+    Unix(Arc<Path>),
+}
+
+/// A connection to the backend.
+#[allow(clippy::large_enum_variant, reason = "one per pooled connection; boxing would add an indirection on every read")]
+pub enum UpstreamStream {
+    /// TCP or TLS.
+    Tcp(MaybeHttpsStream<TokioIo<TcpStream>>),
+    /// Unix domain socket.
+    Unix(TokioIo<UnixStream>),
+}
+
+impl tower_service::Service<Uri> for UpstreamConnector {
+    type Response = UpstreamStream;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Pin<Box<dyn Future<Output = Result<UpstreamStream, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            Self::Tcp(c) => c.poll_ready(cx),
+            Self::Unix(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        match self {
+            Self::Tcp(c) => {
+                let fut = c.call(uri);
+                Box::pin(async move { fut.await.map(UpstreamStream::Tcp) })
+            }
+            Self::Unix(path) => {
+                let path = Arc::clone(path);
+                Box::pin(async move {
+                    let s = UnixStream::connect(&*path).await?;
+                    Ok(UpstreamStream::Unix(TokioIo::new(s)))
+                })
+            }
+        }
+    }
+}
+
+impl Connection for UpstreamStream {
+    fn connected(&self) -> Connected {
+        match self {
+            Self::Tcp(s) => s.connected(),
+            Self::Unix(_) => Connected::new(),
+        }
+    }
+}
+
+impl hyper::rt::Read for UpstreamStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for UpstreamStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Self::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+fn tls_config(cfg: &Config) -> Result<rustls::ClientConfig, UpstreamError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    match (&cfg.upstream_target, &cfg.upstream_ca_file) {
+        (UpstreamTarget::Https, Some(path)) => {
+            let err = |reason: String| UpstreamError::CaBundle {
+                path: path.clone(),
+                reason,
+            };
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| err(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err(e.to_string()))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(err("no usable certificate".into()));
+            }
+        }
+        (UpstreamTarget::Https, None) => {
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                return Err(UpstreamError::NativeRoots(format!(
+                    "{} errors",
+                    native.errors.len()
+                )));
+            }
+        }
+        // Plain http or unix: the TLS side of the connector is never used.
+        _ => {}
+    }
+    let versions = rustls::DEFAULT_VERSIONS;
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| UpstreamError::NativeRoots(e.to_string()))?;
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// Builds the pooled upstream client.
+///
+/// # Errors
+/// [`UpstreamError`] if TLS roots cannot be loaded for an https:// upstream.
+pub fn client(cfg: &Config) -> Result<UpstreamClient, UpstreamError> {
+    let connector = match &cfg.upstream_target {
+        UpstreamTarget::Unix(path) => UpstreamConnector::Unix(Arc::from(path.as_path())),
+        UpstreamTarget::Http | UpstreamTarget::Https => {
+            let mut http = HttpConnector::new();
+            http.set_connect_timeout(Some(cfg.limits.upstream_connect_timeout));
+            http.set_nodelay(true);
+            http.enforce_http(false);
+            let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls_config(cfg)?)
+                .https_or_http();
+            let https = match cfg.upstream_protocol {
+                UpstreamProtocol::Http1 => builder.enable_http1().wrap_connector(http),
+                UpstreamProtocol::Http2 => builder.enable_http2().wrap_connector(http),
+            };
+            UpstreamConnector::Tcp(https)
+        }
+    };
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_idle_timeout(cfg.limits.upstream_idle_timeout)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new());
+    if cfg.upstream_protocol == UpstreamProtocol::Http2 {
+        builder.http2_only(true);
+    }
+    Ok(builder.build(connector))
+}
