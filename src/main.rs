@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cognito_sidecar::config::{Config, LogFormat};
-use cognito_sidecar::{Listeners, demo};
+use cognito_sidecar::{Listeners, StartError, demo};
 
 /// Exit code for configuration and usage errors (BSD `EX_USAGE`).
 const EX_USAGE: u8 = 64;
@@ -138,6 +138,12 @@ fn main() -> ExitCode {
                 };
                 match cognito_sidecar::run(cfg, listeners, shutdown_signal()).await {
                     Ok(()) => ExitCode::SUCCESS,
+                    // Unusable certificate, key or CA files are configuration errors.
+                    Err(e @ (StartError::Tls(_) | StartError::Upstream(_))) => {
+                        tracing::error!(error = %e, "invalid configuration");
+                        eprintln!("cognito-sidecar: {e}");
+                        ExitCode::from(EX_USAGE)
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "cognito-sidecar failed");
                         ExitCode::FAILURE

@@ -54,7 +54,10 @@ pub enum UpstreamConnector {
 }
 
 /// A connection to the backend.
-#[allow(clippy::large_enum_variant, reason = "one per pooled connection; boxing would add an indirection on every read")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per pooled connection; boxing would add an indirection on every read"
+)]
 pub enum UpstreamStream {
     /// TCP or TLS.
     Tcp(MaybeHttpsStream<TokioIo<TcpStream>>),

@@ -1,0 +1,1147 @@
+//! Production transport over real sockets: TLS termination (h1 and h2 via ALPN, hot
+//! reload, mTLS), TLS and unix-socket upstreams, gRPC through h2c, WebSockets, unix
+//! listeners, and each limit crossed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+#![allow(
+    clippy::result_large_err,
+    reason = "tungstenite's handshake callback signature"
+)]
+
+mod support;
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    SanType,
+};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+// ---------------------------------------------------------------------------
+// Certificates, generated at test time.
+// ---------------------------------------------------------------------------
+
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        Self {
+            issuer: CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap(),
+        }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// (cert PEM, key PEM) for `localhost` / 127.0.0.1.
+    fn server_cert(&self) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        p.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn client_cert(&self) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["client.example".to_owned()]).unwrap();
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+fn tls_client(ca_pem: &str, identity: Option<(&str, &str)>, http2: bool) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()]);
+    if let Some((cert, key)) = identity {
+        b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+    }
+    if !http2 {
+        b = b.http1_only();
+    }
+    b.build().unwrap()
+}
+
+async fn start_tls_env(top: &str, tls: &str) -> Env {
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let upstream = Upstream::start().await;
+    let text = config_text(&jwks.url(), upstream.addr, top, tls);
+    Env::start_with_config(jwks, upstream, &text, true).await
+}
+
+fn https(env: &Env, path: &str) -> String {
+    format!("https://localhost:{}{path}", env.sidecar.proxy_addr.port())
+}
+
+#[tokio::test]
+async fn tls_is_terminated_for_http1_and_h2_with_alpn() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test ca");
+    let (cert, key) = ca.server_cert();
+    let tls = format!(
+        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        write(dir.path(), "tls.crt", &cert),
+        write(dir.path(), "tls.key", &key)
+    );
+    let env = start_tls_env("", &tls).await;
+    let token = mint(&access_claims());
+    for http2 in [false, true] {
+        let client = tls_client(&ca.pem(), None, http2);
+        let r = client
+            .get(https(&env, "/api/x"))
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.version(),
+            if http2 {
+                reqwest::Version::HTTP_2
+            } else {
+                reqwest::Version::HTTP_11
+            }
+        );
+        let seen = env.upstream.last();
+        assert_eq!(seen.header("x-forwarded-proto").as_deref(), Some("https"));
+        assert!(seen.header("x-auth-sub").is_some());
+    }
+    // Plain HTTP on a TLS port is not served.
+    let plain = env.client.get(env.url("/public/x")).send().await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_without_restart_and_old_connections_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_ca = Ca::new("old ca");
+    let new_ca = Ca::new("new ca");
+    let (cert, key) = old_ca.server_cert();
+    let cert_path = write(dir.path(), "tls.crt", &cert);
+    let key_path = write(dir.path(), "tls.key", &key);
+    let tls = format!(
+        "[tls]\ncert_file = \"{cert_path}\"\nkey_file = \"{key_path}\"\nreload_interval_seconds = 1\n"
+    );
+    let env = start_tls_env("", &tls).await;
+    let old_client = tls_client(&old_ca.pem(), None, false);
+    let new_client = tls_client(&new_ca.pem(), None, false);
+    assert_eq!(
+        old_client
+            .get(https(&env, "/public/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        new_client
+            .get(https(&env, "/public/x"))
+            .send()
+            .await
+            .is_err(),
+        "new CA trusted too early"
+    );
+
+    // A half-written rotation (garbage) is ignored; the old certificate keeps serving.
+    std::fs::write(&cert_path, "-----BEGIN CERTIFICATE-----\ngarbage\n").unwrap();
+    wait_metric(
+        &env,
+        r#"cognito_sidecar_tls_reloads_total{result="error"}"#,
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        old_client
+            .get(https(&env, "/public/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Kubernetes-style swap: write new files, rename over the old ones.
+    let (cert, key) = new_ca.server_cert();
+    std::fs::write(dir.path().join("new.key"), key).unwrap();
+    std::fs::write(dir.path().join("new.crt"), cert).unwrap();
+    std::fs::rename(dir.path().join("new.key"), &key_path).unwrap();
+    std::fs::rename(dir.path().join("new.crt"), &cert_path).unwrap();
+    wait_metric(
+        &env,
+        r#"cognito_sidecar_tls_reloads_total{result="success"}"#,
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        new_client
+            .get(https(&env, "/public/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The pooled connection from before the rotation is still usable.
+    assert_eq!(
+        old_client
+            .get(https(&env, "/public/y"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+/// Polls `/metrics` until `series` reaches `want` (there is no push signal to await).
+async fn wait_metric(env: &Env, series: &str, want: f64) {
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if metric(&env.metrics().await, series) >= want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{series} never reached {want}"));
+}
+
+#[tokio::test]
+async fn mutual_tls_requires_a_client_certificate_from_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("server ca");
+    let client_ca = Ca::new("client ca");
+    let rogue_ca = Ca::new("rogue ca");
+    let (cert, key) = ca.server_cert();
+    let tls = format!(
+        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\n",
+        write(dir.path(), "tls.crt", &cert),
+        write(dir.path(), "tls.key", &key),
+        write(dir.path(), "clients.pem", &client_ca.pem())
+    );
+    let env = start_tls_env("", &tls).await;
+    let anonymous = tls_client(&ca.pem(), None, false);
+    assert!(
+        anonymous
+            .get(https(&env, "/public/x"))
+            .send()
+            .await
+            .is_err(),
+        "no client certificate accepted"
+    );
+    let (c, k) = rogue_ca.client_cert();
+    let rogue = tls_client(&ca.pem(), Some((&c, &k)), false);
+    assert!(
+        rogue.get(https(&env, "/public/x")).send().await.is_err(),
+        "untrusted client certificate accepted"
+    );
+    let (c, k) = client_ca.client_cert();
+    let good = tls_client(&ca.pem(), Some((&c, &k)), false);
+    assert_eq!(
+        good.get(https(&env, "/public/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(env.upstream.count(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Upstreams: https, unix socket.
+// ---------------------------------------------------------------------------
+
+/// An upstream speaking TLS, answering with the negotiated protocol version.
+async fn start_tls_upstream(cert: &str, key: &str) -> std::net::SocketAddr {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = cognito_sidecar::config::TlsSettings {
+        cert_file: dir.path().join("c.pem"),
+        key_file: dir.path().join("k.pem"),
+        client_ca_file: None,
+        reload_interval: Duration::from_secs(60),
+        handshake_timeout: Duration::from_secs(5),
+    };
+    std::fs::write(&settings.cert_file, cert).unwrap();
+    std::fs::write(&settings.key_file, key).unwrap();
+    let (config, _) = cognito_sidecar::tls::server_config(&settings).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                        "tls upstream {:?}",
+                        req.version()
+                    )))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_verified_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("upstream ca");
+    let (cert, key) = ca.server_cert();
+    let upstream_addr = start_tls_upstream(&cert, &key).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let ca_file = write(dir.path(), "ca.pem", &ca.pem());
+    let text = config_text(
+        &jwks.url(),
+        upstream_addr,
+        &format!("upstream_ca_file = \"{ca_file}\""),
+        "",
+    )
+    .replace(
+        &format!("http://{upstream_addr}"),
+        &format!("https://localhost:{}", upstream_addr.port()),
+    );
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let r = env.get("/public/x", None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "tls upstream HTTP/1.1");
+
+    // An upstream whose certificate the CA did not sign is refused: 502.
+    let other = Ca::new("other");
+    let (cert, key) = other.server_cert();
+    let bad_addr = start_tls_upstream(&cert, &key).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let text = config_text(
+        &jwks.url(),
+        bad_addr,
+        &format!("upstream_ca_file = \"{ca_file}\""),
+        "",
+    )
+    .replace(
+        &format!("http://{bad_addr}"),
+        &format!("https://localhost:{}", bad_addr.port()),
+    );
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    assert_eq!(env.get("/public/x", None).await.status(), 502);
+}
+
+#[tokio::test]
+async fn unix_sockets_work_as_upstream_and_as_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream_sock = dir.path().join("app.sock");
+    let listener = tokio::net::UnixListener::bind(&upstream_sock).unwrap();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s2 = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let seen = Arc::clone(&s2);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    seen.lock().unwrap().push(format!(
+                        "{} sub={}",
+                        req.uri(),
+                        req.headers()
+                            .get("x-auth-sub")
+                            .map_or("-", |v| v.to_str().unwrap())
+                    ));
+                    async {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("from unix"))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let proxy_sock = dir.path().join("proxy.sock");
+    let text = config_text(&jwks.url(), "127.0.0.1:1".parse().unwrap(), "", "")
+        .replace(
+            "upstream = \"http://127.0.0.1:1\"",
+            &format!("upstream = \"unix://{}\"", upstream_sock.display()),
+        )
+        .replace(
+            "\nlisten = \"127.0.0.1:0\"",
+            &format!("\nlisten = \"unix:{}\"", proxy_sock.display()),
+        );
+    let config = cognito_sidecar::config::Config::from_toml(&text).unwrap();
+    let listeners = cognito_sidecar::Listeners::bind(&config).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let mut running = cognito_sidecar::start(config, listeners, async move {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    running.ready().await;
+    let mut conn = tokio::net::UnixStream::connect(&proxy_sock).await.unwrap();
+    let req = format!(
+        "GET /api/x?q=1 HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        mint(&access_claims())
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("from unix"), "{out}");
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["/api/x?q=1 sub=11111111-2222-3333-4444-555555555555"]
+    );
+    let _ = tx.send(());
+    running.wait().await;
+    assert!(!proxy_sock.exists(), "unix socket file left behind");
+}
+
+// ---------------------------------------------------------------------------
+// gRPC through h2c, with a tonic client.
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct EchoMsg {
+    #[prost(string, tag = "1")]
+    text: String,
+}
+
+/// A gRPC backend on h2c: `/echo.Echo/Unary` echoes, `/echo.Echo/Stream` echoes three
+/// times; both end with `grpc-status: 0` in trailers. Records what it saw.
+async fn start_grpc_upstream(seen: Arc<Mutex<Vec<http::HeaderMap>>>) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let seen = Arc::clone(&seen);
+                    async move {
+                        seen.lock().unwrap().push(req.headers().clone());
+                        let repeat = if req.uri().path().ends_with("/Stream") {
+                            3
+                        } else {
+                            1
+                        };
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let mut frames: Vec<Result<Frame<Bytes>, Infallible>> =
+                            (0..repeat).map(|_| Ok(Frame::data(body.clone()))).collect();
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        frames.push(Ok(Frame::trailers(trailers)));
+                        let mut resp =
+                            Response::new(StreamBody::new(futures_util::stream::iter(frames)));
+                        resp.headers_mut()
+                            .insert("content-type", "application/grpc".parse().unwrap());
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn grpc_calls_pass_with_trailers_and_rejections_carry_grpc_status() {
+    let seen: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
+    let grpc_addr = start_grpc_upstream(Arc::clone(&seen)).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let text = config_text(&jwks.url(), grpc_addr, "upstream_protocol = \"http2\"", "");
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let channel = tonic::transport::Channel::from_shared(env.url(""))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let call = |token: Option<String>, text: &str| {
+        let mut req = tonic::Request::new(EchoMsg {
+            text: text.to_owned(),
+        });
+        if let Some(t) = token {
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        req
+    };
+    let codec = || tonic_prost::ProstCodec::<EchoMsg, EchoMsg>::default();
+    let path =
+        |m: &str| http::uri::PathAndQuery::from_maybe_shared(format!("/echo.Echo/{m}")).unwrap();
+
+    grpc.ready().await.unwrap();
+    let reply = grpc
+        .unary(
+            call(Some(mint(&access_claims())), "hello"),
+            path("Unary"),
+            codec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.into_inner().text, "hello");
+    let headers = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        headers.get("te").map(|v| v.to_str().unwrap()),
+        Some("trailers")
+    );
+    assert!(headers.get("x-auth-sub").is_some());
+
+    grpc.ready().await.unwrap();
+    let mut stream = grpc
+        .server_streaming(
+            call(Some(mint(&access_claims())), "tick"),
+            path("Stream"),
+            codec(),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        got.push(m.text);
+    }
+    assert_eq!(
+        got,
+        ["tick", "tick", "tick"],
+        "streamed messages and the OK trailer arrived"
+    );
+
+    grpc.ready().await.unwrap();
+    let err = grpc
+        .unary(call(None, "x"), path("Unary"), codec())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    grpc.ready().await.unwrap();
+    let err = grpc
+        .unary(
+            call(Some(mint(&access_claims())), "x"),
+            http::uri::PathAndQuery::from_static("/admin/Call"),
+            codec(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "rejected calls reached the backend"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// WebSockets.
+// ---------------------------------------------------------------------------
+
+/// A WebSocket echo upstream that records each handshake's URI and headers.
+async fn start_ws_upstream(
+    seen: Arc<Mutex<Vec<(String, http::HeaderMap)>>>,
+) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let cb = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                          resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                    seen.lock().unwrap().push((req.uri().to_string(), req.headers().clone()));
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(s, cb).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let Message::Close(frame) = msg {
+                        let _ = ws.close(frame).await;
+                        return;
+                    }
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn ws_connect(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> Result<tokio_tungstenite::WebSocketStream<TcpStream>, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let stream = TcpStream::connect(addr).await.unwrap();
+    tokio_tungstenite::client_async(req, stream)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+const WS_ROUTES: &str = "[[routes]]\npath = \"/ws/\"\nwebsocket = true\n[[routes]]\npath = \"/browser-ws/\"\nwebsocket = true\ntoken_query_param = \"access_token\"\ntoken_cookie = \"id_token\"\n";
+
+#[tokio::test]
+async fn authenticated_websockets_are_bridged_both_ways_until_close() {
+    let seen: Arc<Mutex<Vec<(String, http::HeaderMap)>>> = Arc::default();
+    let ws_addr = start_ws_upstream(Arc::clone(&seen)).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let text = config_text(&jwks.url(), ws_addr, "", WS_ROUTES);
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let mut ws = ws_connect(
+        env.sidecar.proxy_addr,
+        "/ws/chat",
+        Some(&mint(&access_claims())),
+    )
+    .await
+    .unwrap();
+    ws.send(Message::Text("hello".into())).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Text("hello".into())
+    );
+    ws.send(Message::Binary(Bytes::from_static(&[1, 2, 3])))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Binary(Bytes::from_static(&[1, 2, 3]))
+    );
+    let m = env.metrics().await;
+    assert_eq!(metric(&m, "cognito_sidecar_websocket_sessions"), 1.0);
+    ws.close(None).await.unwrap();
+    while let Some(Ok(msg)) = ws.next().await {
+        if msg.is_close() {
+            break;
+        }
+    }
+    let (_, headers) = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        headers.get("x-auth-sub").is_some(),
+        "identity reaches the WebSocket backend"
+    );
+    assert!(headers.get("authorization").is_none());
+}
+
+#[tokio::test]
+async fn websocket_upgrades_never_switch_without_a_valid_token_or_an_enabled_route() {
+    let seen: Arc<Mutex<Vec<(String, http::HeaderMap)>>> = Arc::default();
+    let ws_addr = start_ws_upstream(Arc::clone(&seen)).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let text = config_text(&jwks.url(), ws_addr, "", WS_ROUTES);
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let err = ws_connect(env.sidecar.proxy_addr, "/ws/chat", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401),
+        "{err:?}"
+    );
+    let expired = mint(&with(
+        access_claims(),
+        "exp",
+        serde_json::json!(now() - 600),
+    ));
+    assert!(
+        ws_connect(env.sidecar.proxy_addr, "/ws/chat", Some(&expired))
+            .await
+            .is_err()
+    );
+    // A route without `websocket = true`: the backend gets a plain request and any 101 is refused.
+    let err = ws_connect(
+        env.sidecar.proxy_addr,
+        "/api/chat",
+        Some(&mint(&access_claims())),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() != 101),
+        "{err:?}"
+    );
+    // The token in the query is not read on routes that did not opt in.
+    let path = format!("/ws/chat?access_token={}", mint(&access_claims()));
+    assert!(
+        ws_connect(env.sidecar.proxy_addr, &path, None)
+            .await
+            .is_err()
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|(uri, _)| !uri.starts_with("/ws/")),
+        "backend upgraded"
+    );
+    // h2c upgrade requests are never honoured.
+    let resp = env
+        .raw(b"GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+        .await;
+    assert!(!resp.starts_with("HTTP/1.1 101"), "{resp}");
+}
+
+#[tokio::test]
+async fn browser_websockets_may_carry_the_token_in_an_opted_in_query_or_cookie() {
+    let seen: Arc<Mutex<Vec<(String, http::HeaderMap)>>> = Arc::default();
+    let ws_addr = start_ws_upstream(Arc::clone(&seen)).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let text = config_text(&jwks.url(), ws_addr, "", WS_ROUTES);
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let token = mint(&access_claims());
+    let mut ws = ws_connect(
+        env.sidecar.proxy_addr,
+        &format!("/browser-ws/feed?room=1&access_token={token}"),
+        None,
+    )
+    .await
+    .unwrap();
+    ws.send(Message::Text("q".into())).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::Text("q".into()));
+    let (uri, _) = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        uri, "/browser-ws/feed?room=1",
+        "token removed from the forwarded query"
+    );
+
+    let mut req = format!("ws://{}/browser-ws/feed", env.sidecar.proxy_addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "cookie",
+        format!("theme=dark; id_token={token}").parse().unwrap(),
+    );
+    let stream = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    ws.send(Message::Text("c".into())).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::Text("c".into()));
+    let (_, headers) = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        headers.get("cookie").map(|v| v.to_str().unwrap()),
+        Some("theme=dark")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Limits.
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn request_bodies_over_the_limit_get_413_and_never_reach_the_backend_whole() {
+    let env = Env::start_custom(
+        JwksAnswer::Json(jwks_of(&["k1"])),
+        "",
+        "[limits]\nmax_request_body_bytes = 1024\n",
+        true,
+    )
+    .await;
+    let token = mint(&access_claims());
+    let r = env
+        .client
+        .post(env.url("/api/upload"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413, "declared Content-Length over the limit");
+    assert_eq!(
+        env.upstream.count(),
+        0,
+        "backend contacted for a declared oversized body"
+    );
+    // Chunked: the length is unknown until the bytes arrive.
+    let chunks =
+        futures_util::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 512])));
+    let r = env
+        .client
+        .post(env.url("/api/upload"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 413, "oversized chunked body");
+    }
+    assert!(
+        env.upstream.seen().iter().all(|s| s.body_len <= 1024),
+        "backend received more than the limit"
+    );
+    let r = env
+        .client
+        .post(env.url("/api/upload"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(vec![b'z'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "bodies within the limit pass");
+}
+
+#[tokio::test]
+async fn a_client_trickling_header_bytes_is_cut_off() {
+    let env = Env::start_custom(
+        JwksAnswer::Json(jwks_of(&["k1"])),
+        "",
+        "[limits]\nheader_read_timeout_seconds = 1\n",
+        true,
+    )
+    .await;
+    let mut s = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
+    s.write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        // Keep trickling: the deadline is for the whole header section, not per byte.
+        loop {
+            tokio::select! {
+                r = s.read_buf(&mut buf) => { if matches!(r, Ok(0) | Err(_)) { return; } }
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if s.write_all(b"a").await.is_err() { return; }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "slow client kept for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(env.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let env = Env::start_custom(
+        JwksAnswer::Json(jwks_of(&["k1"])),
+        "",
+        "[limits]\nidle_timeout_seconds = 1\n",
+        true,
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .build()
+        .unwrap();
+    assert_eq!(
+        client
+            .get(env.url("/public/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let m = env.metrics().await;
+    assert_eq!(
+        metric(&m, "cognito_sidecar_open_connections"),
+        1.0,
+        "the h2 client's connection"
+    );
+    let mut s = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
+    s.write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut out)).await;
+    assert!(r.is_ok(), "idle connection still open after 8 s");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before the idle timeout"
+    );
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn the_connection_cap_applies_back_pressure_instead_of_failing() {
+    let env = Env::start_custom(
+        JwksAnswer::Json(jwks_of(&["k1"])),
+        "",
+        "[limits]\nmax_connections = 2\n",
+        true,
+    )
+    .await;
+    let a = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
+    let b = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
+    // Wait until both are being served (the gauge counts accepted connections).
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while metric(&env.metrics().await, "cognito_sidecar_open_connections") < 2.0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let third = tokio::spawn({
+        let addr = env.sidecar.proxy_addr;
+        async move {
+            raw(
+                addr,
+                b"GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served past the cap"
+    );
+    drop(a);
+    let resp = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    drop(b);
+}
+
+#[tokio::test]
+async fn h2_connections_are_served_with_explicit_stream_limits() {
+    let env = Env::start_custom(
+        JwksAnswer::Json(jwks_of(&["k1"])),
+        "",
+        "[limits]\nh2_max_concurrent_streams = 4\n",
+        true,
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let token = mint(&access_claims());
+    let calls = (0..16).map(|i| {
+        client
+            .get(env.url(&format!("/api/{i}")))
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+    });
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!(
+            r.unwrap().status(),
+            200,
+            "requests beyond the stream limit queue, not fail"
+        );
+    }
+    // A header list over the limit resets the stream; nothing is forwarded.
+    let before = env.upstream.count();
+    let r = client
+        .get(env.url("/public/x"))
+        .header("x-big", "a".repeat(80 * 1024))
+        .send()
+        .await;
+    assert!(r.is_err() || r.unwrap().status() == 431);
+    assert_eq!(env.upstream.count(), before);
+}
+
+#[tokio::test]
+async fn upstream_http2_response_bodies_stream_back() {
+    let seen: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
+    let grpc_addr = start_grpc_upstream(Arc::clone(&seen)).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let text = config_text(&jwks.url(), grpc_addr, "upstream_protocol = \"http2\"", "");
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let r = env
+        .client
+        .post(env.url("/public/Stream"))
+        .body("abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes().await.unwrap();
+    assert_eq!(body.remaining(), 9);
+    assert_eq!(body.copy_to_bytes(9), Bytes::from_static(b"abcabcabc"));
+}
+
+// ---------------------------------------------------------------------------
+// Rolling deploys: SIGTERM on the real binary.
+// ---------------------------------------------------------------------------
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn sigterm_fails_readiness_keeps_serving_through_pre_stop_then_drains_and_exits_zero() {
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let upstream = Upstream::start_with(Duration::from_millis(300)).await;
+    let (port, admin) = (free_port(), free_port());
+    let text = config_text(
+        &jwks.url(),
+        upstream.addr,
+        "",
+        "[shutdown]\npre_stop_delay_seconds = 1\ndrain_timeout_seconds = 10\n",
+    )
+    .replace(
+        "\nlisten = \"127.0.0.1:0\"",
+        &format!("\nlisten = \"127.0.0.1:{port}\""),
+    )
+    .replace(
+        "admin_listen = \"127.0.0.1:0\"",
+        &format!("admin_listen = \"127.0.0.1:{admin}\""),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, text).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cognito-sidecar"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("COGNITO_SIDECAR_") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd
+        .arg("--config")
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let readyz = format!("http://127.0.0.1:{admin}/readyz");
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(r) = client.get(&readyz).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("sidecar never became ready");
+
+    // Four clients send requests back to back, each on a fresh connection.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let token = mint(&access_claims());
+    let mut loops = Vec::new();
+    for _ in 0..4 {
+        let (client, stop, token) = (client.clone(), Arc::clone(&stop), token.clone());
+        let url = format!("http://127.0.0.1:{port}/api/x");
+        loops.push(tokio::spawn(async move {
+            let (mut ok, mut refused, mut failed) = (0, 0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match client
+                    .get(&url)
+                    .header("authorization", format!("Bearer {token}"))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => failed.push(format!("status {}", r.status())),
+                    Err(e) if e.is_connect() => {
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, refused, failed)
+        }));
+    }
+    upstream.wait_count(4).await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Readiness fails at once, while traffic is still being served (pre-stop delay).
+    let r = client.get(&readyz).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("draining"));
+    let served_before = upstream.count();
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = child.0.wait();
+        (child, status)
+    });
+    let (_child, status) = tokio::time::timeout(Duration::from_secs(20), exit)
+        .await
+        .unwrap()
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(status.unwrap().code(), Some(0), "exit code after drain");
+    let mut total_ok = 0;
+    for l in loops {
+        let (ok, _refused, failed) = l.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "requests failed during shutdown: {failed:?}"
+        );
+        total_ok += ok;
+    }
+    assert!(
+        upstream.count() > served_before,
+        "nothing was served during the pre-stop delay"
+    );
+    assert!(total_ok > 0);
+}
