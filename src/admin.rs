@@ -15,13 +15,13 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::jwks::Jwks;
 use crate::metrics::Metrics;
+use crate::reload::Live;
 
 /// State the admin endpoints report on.
 pub struct AdminState {
-    /// Key store (readiness).
-    pub jwks: Arc<Jwks>,
+    /// Current configuration and key store (readiness).
+    pub live: Arc<Live>,
     /// Metrics to render.
     pub metrics: Arc<Metrics>,
     /// True once shutdown has begun.
@@ -50,6 +50,8 @@ fn reply(
 #[must_use]
 pub fn not_ready_reasons(state: &AdminState) -> Option<Vec<String>> {
     let mut reasons: Vec<String> = state
+        .live
+        .load()
         .jwks
         .pools_without_keys()
         .into_iter()

@@ -104,6 +104,69 @@ impl Denial {
         }
     }
 
+    /// A plain-words explanation for operators (`verify-token`, never sent to clients).
+    #[must_use]
+    pub fn explain(&self) -> &'static str {
+        match self {
+            Self::BadPath => {
+                "the path has an encoding the proxy refuses (%2F, %5C, \\, %00, control bytes) or climbs above /"
+            }
+            Self::MethodNotAllowed => "CONNECT and TRACE are never forwarded",
+            Self::InvalidRequest => {
+                "the request offers the credential ambiguously: two Authorization headers, an empty or non-b64token bearer value, or a token in more than one place"
+            }
+            Self::Missing => {
+                "no bearer token was sent (tokens are read from the Authorization header unless the route opts in to a query parameter or cookie)"
+            }
+            Self::TooLarge => "the token is longer than limits.max_token_bytes",
+            Self::Malformed => {
+                "the token is not a compact JWS of three base64url JSON segments (or has duplicate JSON members)"
+            }
+            Self::BadAlgorithm => "the token's alg is not RS256 (Cognito signs with RS256 only)",
+            Self::BadHeader => {
+                "the token header carries a parameter that is never accepted (jku, x5u, jwk, x5c, crit, cty, enc, zip, ...)"
+            }
+            Self::MissingKid => "the token header has no kid (or one longer than 256 bytes)",
+            Self::WrongIssuer => {
+                "the token's iss is not the exact issuer of any configured pool (check region, pool id, trailing slash, and the issuer format: cognito-idp vs issuer-cognito-idp)"
+            }
+            Self::UnknownKid { .. } => {
+                "the issuing pool's JWKS has no key with this kid, even after a refresh (token from another pool or environment?)"
+            }
+            Self::BadSignature => {
+                "the signature does not verify with the pool's key: the token was altered or signed by someone else"
+            }
+            Self::BadClaims => {
+                "a required claim is missing or of the wrong JSON type (iss, sub, exp, iat as integers, token_use, aud for ID tokens / client_id for access tokens)"
+            }
+            Self::Expired => {
+                "the token has expired (exp plus the pool's leeway is in the past); check the client's refresh logic and clock"
+            }
+            Self::NotYetValid => {
+                "the token's nbf is in the future beyond the leeway: check clock skew"
+            }
+            Self::IssuedInFuture => {
+                "the token's iat is in the future beyond the leeway: check clock skew"
+            }
+            Self::LifetimeTooLong => "exp - iat is longer than the pool's max_lifetime_seconds",
+            Self::WrongTokenUse => {
+                "the token kind (ID vs access) is not accepted by the pool's token_use or the route's token_use"
+            }
+            Self::WrongClient => {
+                "the app client (aud of an ID token, client_id of an access token) is not in the pool's client_ids"
+            }
+            Self::KeysUnavailable => {
+                "the pool has no usable keys yet (JWKS unreachable since start, or stale beyond jwks.max_stale_seconds)"
+            }
+            Self::Forbidden => {
+                "the token is valid but not in any of the route's groups (cognito:groups)"
+            }
+            Self::InsufficientScope { .. } => {
+                "the token is valid but has none of the route's scopes (scopes exist in access tokens only)"
+            }
+        }
+    }
+
     /// Every reason label, for pre-creating metric series.
     pub const REASONS: [&'static str; 22] = [
         "bad_path",

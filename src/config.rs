@@ -121,8 +121,10 @@ pub enum IssuerFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// One JSON object per line.
+    /// Text when stderr is a terminal, JSON otherwise.
     #[default]
+    Auto,
+    /// One JSON object per line.
     Json,
     /// Human-readable lines.
     Text,
@@ -701,7 +703,7 @@ impl Validator {
             .map(|hs| hs.into_iter().map(|h| h.to_ascii_lowercase()).collect());
         let preserve_host = self.optional(root, "preserve_host", true);
         let cors_preflight = self.optional(root, "cors_preflight", PreflightMode::Forward);
-        let log_format = self.optional(root, "log_format", LogFormat::Json);
+        let log_format = self.optional(root, "log_format", LogFormat::Auto);
         let log_level = self.optional(root, "log_level", "info".to_owned());
         let pools = self.pools(root);
         let routes = self.routes(root);

@@ -394,7 +394,17 @@ impl Jwks {
 
     /// Fetches one pool's JWKS and, if usable, publishes it. Returns success.
     async fn fetch_and_publish(&self, i: usize) -> bool {
-        let slot = &self.slots[i];
+        self.refresh_now(i).await.is_ok()
+    }
+
+    /// Fetches pool `i`'s JWKS now and publishes it if usable; returns the key count.
+    ///
+    /// # Errors
+    /// [`JwksError`] when the fetch or parse fails (the previous keys stay).
+    pub async fn refresh_now(&self, i: usize) -> Result<usize, JwksError> {
+        let Some(slot) = self.slots.get(i) else {
+            return Err(JwksError::NotJwks);
+        };
         let started = Instant::now();
         let result = self
             .fetch(&slot.url)
@@ -432,7 +442,7 @@ impl Jwks {
                     tracing::warn!(pool = %slot.name, skipped = parsed.skipped, "JWKS entries skipped (not RS256 RSA signing keys of 2048+ bits, or duplicate kid)");
                 }
                 tracing::debug!(pool = %slot.name, keys = count, "JWKS refreshed");
-                true
+                Ok(count)
             }
             Err(e) => {
                 self.metrics
@@ -440,7 +450,7 @@ impl Jwks {
                     .with_label_values(&[&slot.name, e.label()])
                     .inc();
                 tracing::warn!(pool = %slot.name, url = %slot.url, error = %e, "JWKS refresh failed; keeping previous keys");
-                false
+                Err(e)
             }
         }
     }

@@ -33,12 +33,14 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod diagnose;
 pub mod headers;
 pub mod issuer;
 pub mod jwks;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod tls;
 pub mod token;
@@ -56,7 +58,7 @@ use crate::admin::AdminState;
 use crate::config::Config;
 use crate::jwks::Jwks;
 use crate::metrics::Metrics;
-use crate::proxy::Shared;
+use crate::reload::Live;
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,8 @@ pub struct Running {
     pub jwks: Arc<Jwks>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
+    /// The live configuration (reload through it).
+    pub live: Arc<Live>,
     ready: watch::Receiver<bool>,
     task: JoinHandle<()>,
 }
@@ -135,15 +139,10 @@ pub async fn start(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
-    let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new()?);
     for reason in auth::Denial::REASONS.iter().chain(&["body_too_large"]) {
         metrics.denied.with_label_values(&[reason]);
     }
-    for p in &config.pools {
-        metrics.init_pool(&p.name);
-    }
-    let jwks = Jwks::new(&config.pools, config.jwks.clone(), Arc::clone(&metrics))?;
     let proxy_addr = listeners
         .proxy
         .local_addr()
@@ -168,27 +167,27 @@ pub async fn start(
         }
         None => None,
     };
-    let shared = Arc::new(Shared::new(
-        Arc::clone(&config),
-        Arc::clone(&jwks),
-        Arc::clone(&metrics),
-    )?);
-    jwks.spawn_refreshers(stopped_rx.clone());
+    let live = Live::new(config, Arc::clone(&metrics))?;
+    let first = live.load();
+    let config = Arc::clone(&first.config);
+    let jwks = Arc::clone(&first.jwks);
+    drop(first);
     let admin = Arc::new(AdminState {
-        jwks: Arc::clone(&jwks),
+        live: Arc::clone(&live),
         metrics: Arc::clone(&metrics),
         draining: draining_rx.clone(),
     });
     let admin_task = tokio::spawn(admin::serve_admin(listeners.admin, admin, stopped_rx));
     let proxy_task = tokio::spawn(server::serve_proxy(
         listeners.proxy,
-        shared,
+        Arc::clone(&live),
         tls,
         accepting_done_rx,
         config.shutdown.drain_timeout,
     ));
     tracing::info!(listen = %config.listen, %admin_addr, upstream = %config.upstream, tls = config.tls.is_some(), pools = config.pools.len(), "cognito-sidecar started");
     let pre_stop = config.shutdown.pre_stop_delay;
+    let stopping = Arc::clone(&live);
     let task = tokio::spawn(async move {
         shutdown.await;
         // 1. Readiness off at once, so endpoint controllers stop sending new traffic,
@@ -202,6 +201,7 @@ pub async fn start(
         tokio::time::sleep(pre_stop).await;
         let _ = accepting_done_tx.send(true);
         let _ = proxy_task.await;
+        stopping.stop();
         let _ = stopped_tx.send(true);
         let _ = admin_task.await;
         tracing::info!("stopped");
@@ -212,6 +212,7 @@ pub async fn start(
         ready: jwks.ready(),
         jwks,
         metrics,
+        live,
         task,
     })
 }

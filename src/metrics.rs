@@ -47,6 +47,10 @@ pub struct Metrics {
     pub tls_reloads: IntCounterVec,
     /// Failed or timed-out TLS handshakes.
     pub tls_handshake_failures: prometheus::IntCounter,
+    /// Configuration reloads by result (`success`, `invalid`, `error`).
+    pub config_reloads: IntCounterVec,
+    /// Unix time of the last successful configuration reload.
+    pub config_last_reload: Gauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -193,13 +197,37 @@ impl Metrics {
                 registry.register(Box::new(c.clone()))?;
                 c
             },
+            config_reloads: counter(
+                "cognito_sidecar_config_reloads_total",
+                "Configuration reloads (SIGHUP or file change), by result.",
+                &["result"],
+            )?,
+            config_last_reload: {
+                let g = Gauge::new(
+                    "cognito_sidecar_config_last_reload_success_timestamp_seconds",
+                    "Unix time of the last successful configuration reload (0: none since start).",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             registry,
         };
+        for result in ["success", "invalid", "error"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        for kind in ["connect", "timeout", "reset", "other"] {
+            m.upstream_errors.with_label_values(&[kind]);
+        }
         let build = IntGaugeVec::new(
             Opts::new("cognito_sidecar_build_info", "Build information; always 1."),
-            &["version"],
+            &["version", "commit"],
         )?;
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("COGNITO_SIDECAR_BUILD_COMMIT").unwrap_or("unknown"),
+            ])
+            .set(1);
         m.registry.register(Box::new(build))?;
         #[cfg(target_os = "linux")]
         m.registry.register(Box::new(

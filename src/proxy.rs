@@ -95,6 +95,7 @@ impl Shared {
         config: Arc<Config>,
         jwks: Arc<Jwks>,
         metrics: Arc<Metrics>,
+        websockets: Arc<Sessions>,
     ) -> Result<Self, UpstreamError> {
         let client = upstream::client(&config)?;
         let managed = config
@@ -110,7 +111,7 @@ impl Shared {
             jwks,
             metrics,
             client,
-            websockets: Arc::default(),
+            websockets,
         })
     }
 }
@@ -145,6 +146,30 @@ struct Outcome {
     sub: Option<String>,
     auth_secs: f64,
     upstream_secs: Option<f64>,
+    upstream_status: Option<u16>,
+}
+
+/// The client's `X-Request-Id` if it is short and plain (`[A-Za-z0-9._:-]`, at most
+/// 128 bytes), else a new one: a per-process random prefix and a counter.
+fn request_id(parts: &Parts) -> HeaderValue {
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if let Some(v) = parts.headers.get("x-request-id")
+        && (1..=128).contains(&v.len())
+        && v.as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
+    {
+        return v.clone();
+    }
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        let _ = aws_lc_rs::rand::fill(&mut b);
+        u64::from_le_bytes(b)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::try_from(format!("{prefix:016x}{n:016x}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 impl Outcome {
@@ -155,6 +180,7 @@ impl Outcome {
             sub: None,
             auth_secs,
             upstream_secs: None,
+            upstream_status: None,
         }
     }
 }
@@ -168,7 +194,11 @@ pub async fn handle(
     let started = Instant::now();
     shared.metrics.in_flight.inc();
     let method = req.method().clone();
-    let (response, outcome, path) = process(req, &shared, conn).await;
+    let (mut parts, body) = req.into_parts();
+    let id = request_id(&parts);
+    parts.headers.insert("x-request-id", id.clone());
+    let (mut response, outcome, path) =
+        process(Request::from_parts(parts, body), &shared, conn).await;
     shared.metrics.in_flight.dec();
     logging(
         &shared,
@@ -177,7 +207,9 @@ pub async fn handle(
         &response,
         &outcome,
         started,
+        &id,
     );
+    response.headers_mut().insert("x-request-id", id);
     Ok(response)
 }
 
@@ -303,6 +335,7 @@ async fn process(
         sub,
         auth_secs,
         upstream_secs: Some(upstream_secs),
+        upstream_status: error.is_none().then(|| response.status().as_u16()),
     };
     (response, outcome, path)
 }
@@ -410,6 +443,34 @@ fn upstream_request_filter(
     Request::from_parts(parts, body)
 }
 
+/// `connect` (refused, unreachable, connect timeout), `reset` (the upstream closed or
+/// reset the connection mid-exchange) or `other`.
+fn upstream_error_kind(e: &hyper_util::client::legacy::Error) -> &'static str {
+    if e.is_connect() {
+        return "connect";
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        {
+            return "reset";
+        }
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled() || h.is_closed())
+        {
+            return "reset";
+        }
+        cur = err.source();
+    }
+    "other"
+}
+
 fn is_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
@@ -470,7 +531,7 @@ async fn call_upstream(
             (payload_too_large(), Some("body_too_large"))
         }
         Ok(Err(e)) => {
-            let kind = if e.is_connect() { "connect" } else { "other" };
+            let kind = upstream_error_kind(&e);
             shared
                 .metrics
                 .upstream_errors
@@ -705,6 +766,7 @@ fn logging(
     response: &Response<ProxyBody>,
     outcome: &Outcome,
     started: Instant,
+    request_id: &HeaderValue,
 ) {
     let status = response.status().as_u16();
     let class = match status {
@@ -727,6 +789,8 @@ fn logging(
         outcome = outcome.label,
         reason = outcome.reason.unwrap_or(""),
         sub = outcome.sub.as_deref().map(crate::headers::encode_value).unwrap_or_default(),
+        upstream_status = outcome.upstream_status.unwrap_or(0),
+        request_id = request_id.to_str().unwrap_or("-"),
         auth_ms = outcome.auth_secs * 1000.0,
         upstream_ms = outcome.upstream_secs.map_or(0.0, |s| s * 1000.0),
         latency_ms = elapsed * 1000.0,

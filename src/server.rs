@@ -22,7 +22,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Limits, ListenAddr};
-use crate::proxy::{self, ConnInfo, Shared};
+use crate::proxy::{self, ConnInfo};
+use crate::reload::Live;
 
 /// The socket the proxy accepts on.
 pub enum ProxyListener {
@@ -177,7 +178,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
 async fn serve_conn<IO>(
     io: IO,
     info: ConnInfo,
-    shared: Arc<Shared>,
+    live: Arc<Live>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
@@ -185,10 +186,11 @@ async fn serve_conn<IO>(
 {
     let activity = Activity::new();
     let io = Tracked::new(io, activity.clone());
-    let idle_timeout = shared.config.limits.idle_timeout;
+    let idle_timeout = live.load().config.limits.idle_timeout;
     let svc_activity = activity.clone();
     let svc = service_fn(move |req| {
-        let shared = Arc::clone(&shared);
+        // Each request sees the configuration in force when it arrives.
+        let shared = live.load();
         let activity = svc_activity.clone();
         async move {
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -226,15 +228,19 @@ async fn serve_conn<IO>(
 /// `drain` for in-flight requests and bridged WebSockets to finish.
 pub async fn serve_proxy(
     listener: ProxyListener,
-    shared: Arc<Shared>,
+    live: Arc<Live>,
     tls: Option<(TlsAcceptor, Duration)>,
     mut stop_accepting: watch::Receiver<bool>,
     drain: Duration,
 ) {
-    let builder = Arc::new(builder(&shared.config.limits));
+    // Connection-level limits are fixed at start; a reload reports changes to them.
+    let startup = live.load();
+    let builder = Arc::new(builder(&startup.config.limits));
     let graceful = GracefulShutdown::new();
     let local_port = listener.local_addr().map_or(0, |a| a.port());
-    let permits = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    let permits = Arc::new(Semaphore::new(startup.config.limits.max_connections));
+    let metrics = Arc::clone(&startup.metrics);
+    drop(startup);
     loop {
         // Back-pressure: at the connection cap, stop accepting until one closes.
         let permit = tokio::select! {
@@ -254,12 +260,12 @@ pub async fn serve_proxy(
                 continue;
             }
         };
-        let shared = Arc::clone(&shared);
+        let live = Arc::clone(&live);
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
-            let metrics = Arc::clone(&shared.metrics);
             metrics.connections.inc();
             let info = ConnInfo {
                 peer,
@@ -270,7 +276,7 @@ pub async fn serve_proxy(
                 (Accepted::Tcp(s), Some((acceptor, timeout))) => {
                     match tokio::time::timeout(timeout, acceptor.accept(s)).await {
                         Ok(Ok(tls_stream)) => {
-                            serve_conn(tls_stream, info, shared, builder, watcher).await
+                            serve_conn(tls_stream, info, live, builder, watcher).await
                         }
                         Ok(Err(e)) => {
                             metrics.tls_handshake_failures.inc();
@@ -282,8 +288,8 @@ pub async fn serve_proxy(
                         }
                     }
                 }
-                (Accepted::Tcp(s), None) => serve_conn(s, info, shared, builder, watcher).await,
-                (Accepted::Unix(s), _) => serve_conn(s, info, shared, builder, watcher).await,
+                (Accepted::Tcp(s), None) => serve_conn(s, info, live, builder, watcher).await,
+                (Accepted::Unix(s), _) => serve_conn(s, info, live, builder, watcher).await,
             }
             metrics.connections.dec();
             drop(permit);
@@ -298,7 +304,7 @@ pub async fn serve_proxy(
         drain_seconds = drain.as_secs(),
         "stopped accepting; draining"
     );
-    let websockets = Arc::clone(&shared.websockets);
+    let websockets = Arc::clone(live.websockets());
     let drained = async {
         graceful.shutdown().await;
         websockets.wait_idle().await;
