@@ -2,8 +2,8 @@
 //! a git checkout (container builds without `.git` report "unknown").
 fn main() {
     println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-env-changed=COGNITO_SIDECAR_BUILD_COMMIT");
-    if std::env::var_os("COGNITO_SIDECAR_BUILD_COMMIT").is_some() {
+    println!("cargo:rerun-if-env-changed=SIDECAR_BUILD_COMMIT");
+    if std::env::var_os("SIDECAR_BUILD_COMMIT").is_some() {
         return;
     }
     let commit = std::process::Command::new("git")
@@ -15,6 +15,6 @@ fn main() {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()));
     if let Some(c) = commit {
-        println!("cargo:rustc-env=COGNITO_SIDECAR_BUILD_COMMIT={c}");
+        println!("cargo:rustc-env=SIDECAR_BUILD_COMMIT={c}");
     }
 }

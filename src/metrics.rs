@@ -225,7 +225,7 @@ impl Metrics {
         build
             .with_label_values(&[
                 env!("CARGO_PKG_VERSION"),
-                option_env!("COGNITO_SIDECAR_BUILD_COMMIT").unwrap_or("unknown"),
+                option_env!("SIDECAR_BUILD_COMMIT").unwrap_or("unknown"),
             ])
             .set(1);
         m.registry.register(Box::new(build))?;
