@@ -13,6 +13,7 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::{Method, header};
 
+use crate::cache::{Entry, TokenCache};
 use crate::config::{AuthMode, Config, PathMatch, PreflightMode, RouteConfig, TokenUse};
 use crate::jwks::KeysSnapshot;
 use crate::path;
@@ -238,6 +239,8 @@ pub struct Admission {
     pub path: String,
     /// The verified caller, when there is one.
     pub identity: Option<Arc<Identity>>,
+    /// Whether the token's verification came from the cache (`None`: no token).
+    pub cached: Option<bool>,
     /// The route bridges WebSocket upgrades.
     pub websocket: bool,
     /// Query parameter the route may take a token from: removed before forwarding.
@@ -466,7 +469,20 @@ fn usable(
 /// the caller a key refresh might help.
 #[must_use]
 pub fn authorize(parts: &Parts, now: i64, keys: &KeysSnapshot, policy: &Policy) -> Decision {
-    match decide(parts, now, keys, policy) {
+    authorize_cached(parts, now, keys, policy, None)
+}
+
+/// [`authorize`] with an optional verified-token cache (same decisions; a hit saves
+/// the parse and the signature check).
+#[must_use]
+pub fn authorize_cached(
+    parts: &Parts,
+    now: i64,
+    keys: &KeysSnapshot,
+    policy: &Policy,
+    cache: Option<&TokenCache>,
+) -> Decision {
+    match decide(parts, now, keys, policy, cache) {
         Ok(a) => Decision::Allow(a),
         Err(d) => Decision::Deny(d),
     }
@@ -477,30 +493,32 @@ fn decide(
     now: i64,
     keys: &KeysSnapshot,
     policy: &Policy,
+    cache: Option<&TokenCache>,
 ) -> Result<Admission, Denial> {
     if parts.method == Method::CONNECT || parts.method == Method::TRACE {
         return Err(Denial::MethodNotAllowed);
     }
     let canonical = path::canonicalize(parts.uri.path()).map_err(|_| Denial::BadPath)?;
     let route = policy.route(&parts.method, &canonical);
-    let admit = |admit, identity| Admission {
+    let admit = |admit, identity, cached| Admission {
         admit,
         path: canonical.clone(),
         identity,
+        cached,
         websocket: route.websocket,
         token_query_param: (!route.token_query_param.is_empty())
             .then(|| route.token_query_param.clone()),
         token_cookie: (!route.token_cookie.is_empty()).then(|| route.token_cookie.clone()),
     };
     if policy.preflight == PreflightMode::Forward && is_preflight(parts) {
-        return Ok(admit(Admit::Preflight, None));
+        return Ok(admit(Admit::Preflight, None, None));
     }
     if route.auth == AuthMode::Public {
-        return Ok(admit(Admit::Public, None));
+        return Ok(admit(Admit::Public, None, None));
     }
     let token = match extract(parts, route)? {
         Credential::None if route.auth == AuthMode::Optional => {
-            return Ok(admit(Admit::Anonymous, None));
+            return Ok(admit(Admit::Anonymous, None, None));
         }
         Credential::None => {
             // Nothing can be verified while no pool has keys: say so instead of 401.
@@ -520,7 +538,10 @@ fn decide(
     if !is_b64token(token) {
         return Err(Denial::InvalidRequest);
     }
-    let identity = verify(token, now, keys, policy)?;
+    let (identity, cached) = match cache {
+        Some(cache) => verify_cached(token, now, keys, policy, cache)?,
+        None => (Arc::new(verify(token, now, keys, policy)?), false),
+    };
     let claims = &identity.claims;
     if !route.token_use.is_empty() && !route.token_use.contains(&claims.token_use) {
         return Err(Denial::WrongTokenUse);
@@ -533,7 +554,7 @@ fn decide(
             scopes: route.scopes.join(" "),
         });
     }
-    Ok(admit(Admit::Authenticated, Some(Arc::new(identity))))
+    Ok(admit(Admit::Authenticated, Some(identity), Some(cached)))
 }
 
 /// Verifies a bearer token against the pool its `iss` names.
@@ -546,6 +567,23 @@ pub fn verify(
     keys: &KeysSnapshot,
     policy: &Policy,
 ) -> Result<Identity, Denial> {
+    verify_full(token, now, keys, policy).map(|v| v.identity)
+}
+
+/// A full verification's result, with what a cache entry needs.
+struct Verified {
+    pool: usize,
+    kid: String,
+    key_fingerprint: u64,
+    identity: Identity,
+}
+
+fn verify_full(
+    token: &str,
+    now: i64,
+    keys: &KeysSnapshot,
+    policy: &Policy,
+) -> Result<Verified, Denial> {
     let unverified = token::parse(token).map_err(|e| match e {
         TokenError::Algorithm => Denial::BadAlgorithm,
         TokenError::ForbiddenHeader => Denial::BadHeader,
@@ -563,8 +601,25 @@ pub fn verify(
     let key = set
         .get(&unverified.kid)
         .ok_or(Denial::UnknownKid { pool: pool_idx })?;
+    let key_fingerprint = set.fingerprint(&unverified.kid).unwrap_or_default();
     unverified.verify(key).map_err(|_| Denial::BadSignature)?;
+    let kid = unverified.kid;
     let claims = Claims::from_payload(unverified.payload).map_err(|_| Denial::BadClaims)?;
+    check_claims(&claims, pool, now)?;
+    Ok(Verified {
+        pool: pool_idx,
+        kid,
+        key_fingerprint,
+        identity: Identity {
+            pool: pool.name.clone(),
+            claims,
+        },
+    })
+}
+
+/// The checks that depend on the time and the pool's settings: run on every request,
+/// cached or not.
+fn check_claims(claims: &Claims, pool: &PoolPolicy, now: i64) -> Result<(), Denial> {
     if now >= claims.exp.saturating_add(pool.leeway) {
         return Err(Denial::Expired);
     }
@@ -589,15 +644,53 @@ pub fn verify(
     if !pool.client_ids.contains(&claims.client_id) {
         return Err(Denial::WrongClient);
     }
-    Ok(Identity {
-        pool: pool.name.clone(),
-        claims,
-    })
+    Ok(())
+}
+
+/// [`verify`] through a [`TokenCache`]: a hit skips parsing and the RSA check only
+/// if the same key is still in the pool's current, usable key set; the time and pool
+/// checks always run against `now`.
+fn verify_cached(
+    token: &str,
+    now: i64,
+    keys: &KeysSnapshot,
+    policy: &Policy,
+    cache: &TokenCache,
+) -> Result<(Arc<Identity>, bool), Denial> {
+    let digest = TokenCache::digest(token);
+    if let Some(entry) = cache.get(&digest) {
+        let same_key = usable(keys, entry.pool, now, policy.max_stale)
+            .and_then(|set| set.fingerprint(&entry.kid))
+            == Some(entry.key_fingerprint);
+        if same_key && let Some(pool) = policy.pools.get(entry.pool) {
+            return match check_claims(&entry.identity.claims, pool, now) {
+                Ok(()) => Ok((Arc::clone(&entry.identity), true)),
+                Err(d) => {
+                    cache.remove(&digest);
+                    Err(d)
+                }
+            };
+        }
+        cache.remove(&digest);
+    }
+    let v = verify_full(token, now, keys, policy)?;
+    let identity = Arc::new(v.identity);
+    cache.insert(
+        digest,
+        Entry {
+            pool: v.pool,
+            kid: v.kid,
+            key_fingerprint: v.key_fingerprint,
+            identity: Arc::clone(&identity),
+        },
+    );
+    Ok((identity, false))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::TokenCache;
     use crate::issuer::DevIssuer;
     use crate::jwks::{KeySet, PoolKeys};
     use serde_json::json;
@@ -1182,6 +1275,88 @@ mod tests {
             &policy(),
         );
         assert_eq!(denial(d), Some(Denial::KeysUnavailable));
+    }
+
+    fn summary(d: &Decision) -> String {
+        match d {
+            Decision::Deny(d) => format!("deny {d:?}"),
+            Decision::Allow(a) => format!(
+                "allow {:?} {} {:?}",
+                a.admit,
+                a.path,
+                a.identity
+                    .as_ref()
+                    .map(|i| (&i.pool, &i.claims.sub, &i.claims.groups))
+            ),
+        }
+    }
+
+    /// Property: over random tokens, times, paths and key sets, the cached decision is
+    /// always the uncached one, including when a cached token is replayed later, after
+    /// its key left the JWKS, or on a stricter route.
+    #[test]
+    fn a_cache_hit_never_decides_differently_from_a_miss() {
+        let cache = TokenCache::new(64, 1 << 20);
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let full = keys();
+        let without_k1 = KeysSnapshot {
+            pools: vec![
+                PoolKeys {
+                    keys: Some(Arc::new(DevIssuer::generate(&[]).expect("empty").key_set())),
+                    fetched_at: NOW,
+                },
+                full.pools[1].clone(),
+            ],
+        };
+        let tokens: Vec<String> = (0..40)
+            .map(|_| {
+                let mut c = if rnd(2) == 0 { access() } else { id_token() };
+                let exp = NOW + i64::try_from(rnd(2000)).unwrap_or(0) - 500;
+                c["exp"] = json!(exp);
+                c["iat"] = json!(exp - 600);
+                if rnd(5) == 0 {
+                    c["nbf"] = json!(NOW + i64::try_from(rnd(200)).unwrap_or(0));
+                }
+                if rnd(6) == 0 {
+                    c["iss"] = json!(ISS_B);
+                }
+                if rnd(6) == 0 {
+                    c["client_id"] = json!("c2");
+                    c["aud"] = json!("c2");
+                }
+                if rnd(3) == 0 {
+                    c["cognito:groups"] = json!(["admins"]);
+                }
+                if rnd(4) == 0 {
+                    c["scope"] = json!("api/write");
+                }
+                match rnd(5) {
+                    0 => issuer().mint("k2", &c),
+                    1 => issuer().mint_as("k1", "k2", &c),
+                    2 => other_issuer().mint("b1", &c),
+                    _ => issuer().mint("k1", &c),
+                }
+            })
+            .collect();
+        let paths = ["/api/x", "/admin/x", "/write/x", "/ids/x", "/opt/x"];
+        let p = policy();
+        for _ in 0..600 {
+            let token = &tokens[usize::try_from(rnd(tokens.len() as u64)).unwrap_or(0)];
+            let path = paths[usize::try_from(rnd(paths.len() as u64)).unwrap_or(0)];
+            let now = NOW + i64::try_from(rnd(1400)).unwrap_or(0) - 700;
+            let snapshot = if rnd(4) == 0 { &without_k1 } else { &full };
+            let req = request("GET", path, &[&format!("Bearer {token}")], &[]);
+            let plain = authorize(&req, now, snapshot, &p);
+            let cached = authorize_cached(&req, now, snapshot, &p, Some(&cache));
+            assert_eq!(summary(&plain), summary(&cached), "{path} at {now}");
+        }
+        assert!(!cache.is_empty(), "the cache was never used");
     }
 
     #[test]

@@ -231,6 +231,13 @@ struct RawTls {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
+struct RawCache {
+    max_entries: Option<usize>,
+    max_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 struct RawShutdown {
     pre_stop_delay_seconds: Option<u64>,
     drain_timeout_seconds: Option<u64>,
@@ -382,6 +389,15 @@ pub struct TlsSettings {
     pub handshake_timeout: Duration,
 }
 
+/// Verified-token cache bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Most cached tokens; 0 disables the cache.
+    pub max_entries: usize,
+    /// Approximate memory bound for cached claims, in bytes.
+    pub max_bytes: u64,
+}
+
 /// Shutdown sequence timings.
 #[derive(Debug, Clone)]
 pub struct ShutdownSettings {
@@ -477,6 +493,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// Shutdown timings.
     pub shutdown: ShutdownSettings,
+    /// Verified-token cache.
+    pub cache: CacheSettings,
     /// `realm` in `WWW-Authenticate`.
     pub realm: String,
     /// Pseudonym in the `Via` header.
@@ -513,6 +531,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "upstream_ca_file",
     "tls",
     "shutdown",
+    "cache",
     "realm",
     "via",
     "trusted_proxies",
@@ -677,6 +696,12 @@ impl Validator {
         let upstream_ca_file = self.optional::<Option<PathBuf>>(root, "upstream_ca_file", None);
         let tls = self.tls(root);
         let shutdown = self.shutdown(root);
+        let cache = self
+            .optional::<RawCache>(root, "cache", RawCache::default())
+            .map(|c| CacheSettings {
+                max_entries: c.max_entries.unwrap_or(10_000),
+                max_bytes: c.max_bytes.unwrap_or(16 * 1024 * 1024),
+            });
         let realm = self
             .optional(root, "realm", "api".to_owned())
             .and_then(|r| self.quoted_safe("realm", r));
@@ -742,6 +767,7 @@ impl Validator {
             upstream_ca_file: upstream_ca_file?,
             tls: tls?,
             shutdown: shutdown?,
+            cache: cache?,
             realm: realm?,
             via: via?,
             trusted_proxies: trusted_proxies?,

@@ -67,7 +67,19 @@ impl JwksError {
 /// The verification keys of one pool, by `kid`.
 #[derive(Default)]
 pub struct KeySet {
-    keys: HashMap<String, DecodingKey>,
+    keys: HashMap<String, (DecodingKey, u64)>,
+}
+
+/// A short fingerprint of an RSA public key (first 8 bytes of SHA-256 of n and e).
+fn fingerprint(n: &[u8], e: &[u8]) -> u64 {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(n);
+    ctx.update(b".");
+    ctx.update(e);
+    let d = ctx.finish();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d.as_ref()[..8]);
+    u64::from_le_bytes(b)
 }
 
 impl std::fmt::Debug for KeySet {
@@ -82,7 +94,14 @@ impl KeySet {
     /// The key with this `kid`, if any.
     #[must_use]
     pub fn get(&self, kid: &str) -> Option<&DecodingKey> {
-        self.keys.get(kid)
+        self.keys.get(kid).map(|(k, _)| k)
+    }
+
+    /// The fingerprint of the key with this `kid`, if any (detects a kid reused for a
+    /// different key).
+    #[must_use]
+    pub fn fingerprint(&self, kid: &str) -> Option<u64> {
+        self.keys.get(kid).map(|(_, fp)| *fp)
     }
 
     /// Number of usable keys.
@@ -106,8 +125,13 @@ impl KeySet {
         let mut set = Self::default();
         for (kid, n, e) in keys {
             if rsa_strong_enough(n, e) {
-                set.keys
-                    .insert(kid.to_owned(), DecodingKey::from_rsa_raw_components(n, e));
+                set.keys.insert(
+                    kid.to_owned(),
+                    (
+                        DecodingKey::from_rsa_raw_components(n, e),
+                        fingerprint(n, e),
+                    ),
+                );
             }
         }
         set
@@ -150,7 +174,7 @@ pub fn parse_jwks(body: &[u8]) -> Result<ParsedJwks, JwksError> {
         return Err(JwksError::NotJwks);
     };
     let mut skipped = 0;
-    let mut keys: HashMap<String, DecodingKey> = HashMap::new();
+    let mut keys: HashMap<String, (DecodingKey, u64)> = HashMap::new();
     let mut dup: Vec<String> = Vec::new();
     for entry in entries {
         match parse_jwk(entry) {
@@ -178,7 +202,7 @@ pub fn parse_jwks(body: &[u8]) -> Result<ParsedJwks, JwksError> {
     })
 }
 
-fn parse_jwk(entry: &Value) -> Option<(String, DecodingKey)> {
+fn parse_jwk(entry: &Value) -> Option<(String, (DecodingKey, u64))> {
     let obj = entry.as_object()?;
     let s = |k: &str| obj.get(k).and_then(Value::as_str);
     if s("kty")? != "RSA" {
@@ -199,9 +223,13 @@ fn parse_jwk(entry: &Value) -> Option<(String, DecodingKey)> {
     if !rsa_strong_enough(&n, &e) {
         return None;
     }
+    let (n, e) = (strip_leading_zeros(&n), strip_leading_zeros(&e));
     Some((
         kid.to_owned(),
-        DecodingKey::from_rsa_raw_components(strip_leading_zeros(&n), strip_leading_zeros(&e)),
+        (
+            DecodingKey::from_rsa_raw_components(n, e),
+            fingerprint(n, e),
+        ),
     ))
 }
 

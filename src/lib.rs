@@ -31,6 +31,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod diagnose;

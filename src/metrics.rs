@@ -51,6 +51,10 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Unix time of the last successful configuration reload.
     pub config_last_reload: Gauge,
+    /// Admitted tokens whose verification came from the cache.
+    pub token_cache_hits: prometheus::IntCounter,
+    /// Admitted tokens verified in full (then cached).
+    pub token_cache_misses: prometheus::IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -209,6 +213,22 @@ impl Metrics {
                 )?;
                 registry.register(Box::new(g.clone()))?;
                 g
+            },
+            token_cache_hits: {
+                let c = prometheus::IntCounter::new(
+                    "cognito_sidecar_token_cache_hits_total",
+                    "Admitted tokens whose signature check was served from the verified-token cache.",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
+            token_cache_misses: {
+                let c = prometheus::IntCounter::new(
+                    "cognito_sidecar_token_cache_misses_total",
+                    "Admitted tokens verified in full (and then cached).",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
             },
             registry,
         };

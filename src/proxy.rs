@@ -84,6 +84,8 @@ pub struct Shared {
     pub client: UpstreamClient,
     /// Bridged WebSocket sessions.
     pub websockets: Arc<Sessions>,
+    /// Verified-token cache (`None` when disabled); new and empty per configuration.
+    pub cache: Option<crate::cache::TokenCache>,
 }
 
 impl Shared {
@@ -104,7 +106,11 @@ impl Shared {
             .iter()
             .map(|h| normalize_header_name(h.as_str()))
             .collect();
+        let cache = (config.cache.max_entries > 0).then(|| {
+            crate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes)
+        });
         Ok(Self {
+            cache,
             policy: Policy::from_config(&config),
             managed,
             config,
@@ -196,6 +202,7 @@ pub async fn handle(
     let method = req.method().clone();
     let (mut parts, body) = req.into_parts();
     let id = request_id(&parts);
+    let client_sent_id = parts.headers.get("x-request-id") == Some(&id);
     parts.headers.insert("x-request-id", id.clone());
     let (mut response, outcome, path) =
         process(Request::from_parts(parts, body), &shared, conn).await;
@@ -209,7 +216,12 @@ pub async fn handle(
         started,
         &id,
     );
-    response.headers_mut().insert("x-request-id", id);
+    // Echo the id on forwarded answers, and on the proxy's own answers when the client
+    // chose it: a generated id on a rejection would make otherwise identical rejections
+    // differ (an unknown kid and a bad signature must be indistinguishable).
+    if client_sent_id || outcome.upstream_status.is_some() {
+        response.headers_mut().insert("x-request-id", id);
+    }
     Ok(response)
 }
 
@@ -342,11 +354,33 @@ async fn process(
 
 /// Phase 1: decide, refreshing keys once if the token names an unknown `kid`.
 async fn request_filter(parts: &Parts, shared: &Shared) -> Decision {
-    let decision = auth::authorize(parts, unix_now(), &shared.jwks.snapshot(), &shared.policy);
+    let decision = decide(parts, shared);
     if let Decision::Deny(Denial::UnknownKid { pool }) = decision
         && shared.jwks.refresh_after_kid_miss(pool).await
     {
-        return auth::authorize(parts, unix_now(), &shared.jwks.snapshot(), &shared.policy);
+        return decide(parts, shared);
+    }
+    decision
+}
+
+fn decide(parts: &Parts, shared: &Shared) -> Decision {
+    let decision = auth::authorize_cached(
+        parts,
+        unix_now(),
+        &shared.jwks.snapshot(),
+        &shared.policy,
+        shared.cache.as_ref(),
+    );
+    if let Decision::Allow(Admission {
+        cached: Some(hit), ..
+    }) = &decision
+    {
+        let counter = if *hit {
+            &shared.metrics.token_cache_hits
+        } else {
+            &shared.metrics.token_cache_misses
+        };
+        counter.inc();
     }
     decision
 }

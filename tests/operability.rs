@@ -189,9 +189,18 @@ async fn request_ids_are_kept_or_created_and_trace_context_passes_untouched() {
         assert_eq!(id.len(), 32, "{id}");
         assert_eq!(env.upstream.last().header("x-request-id"), Some(id));
     }
-    // Rejections carry one too.
+    // Rejections carry the client's id; generated ids are not added to them, so two
+    // rejections for different reasons stay byte-identical.
+    let r = env
+        .client
+        .get(env.url("/api/x"))
+        .header("x-request-id", "mine")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "mine");
     let r = env.get("/api/x", None).await;
-    assert!(r.headers().contains_key("x-request-id"));
+    assert!(!r.headers().contains_key("x-request-id"));
 }
 
 // ---------------------------------------------------------------------------

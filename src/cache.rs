@@ -1,0 +1,98 @@
+//! The verified-token cache: a bounded (entries and bytes) concurrent map from the
+//! SHA-256 of a whole token to the identity its verification produced. It only saves
+//! the parse and the RSA check: on every hit the caller re-checks that the signing key
+//! is still in the issuing pool's current key set (same kid, same key) and re-runs the
+//! time and pool checks against `now`, so a hit never admits what a miss would refuse.
+//! A configuration reload builds a new, empty cache.
+
+use std::sync::Arc;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+
+use crate::auth::Identity;
+
+/// A cached verification.
+#[derive(Debug)]
+pub struct Entry {
+    /// Index of the issuing pool.
+    pub pool: usize,
+    /// `kid` of the signing key.
+    pub kid: String,
+    /// Fingerprint of the signing key at verification time.
+    pub key_fingerprint: u64,
+    /// The verified identity.
+    pub identity: Arc<Identity>,
+}
+
+/// Cache key: SHA-256 of the token.
+pub type TokenDigest = [u8; 32];
+
+#[derive(Clone)]
+struct ByMemory;
+
+impl Weighter<TokenDigest, Arc<Entry>> for ByMemory {
+    fn weight(&self, _key: &TokenDigest, entry: &Arc<Entry>) -> u64 {
+        // Claims dominate: estimate them by their JSON size, plus fixed overhead.
+        let claims: usize = entry
+            .identity
+            .claims
+            .raw
+            .iter()
+            .map(|(k, v)| k.len() + v.to_string().len() + 48)
+            .sum();
+        (claims + entry.kid.len() + 256) as u64
+    }
+}
+
+/// Bounded verified-token cache.
+pub struct TokenCache {
+    inner: Cache<TokenDigest, Arc<Entry>, ByMemory>,
+}
+
+impl TokenCache {
+    /// A cache holding at most `max_entries` tokens and about `max_bytes` of claims.
+    #[must_use]
+    pub fn new(max_entries: usize, max_bytes: u64) -> Self {
+        Self {
+            inner: Cache::with_weighter(max_entries.max(1), max_bytes.max(1), ByMemory),
+        }
+    }
+
+    /// The cache key of a token.
+    #[must_use]
+    pub fn digest(token: &str) -> TokenDigest {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+        out
+    }
+
+    /// The entry for a token digest, if cached.
+    #[must_use]
+    pub fn get(&self, key: &TokenDigest) -> Option<Arc<Entry>> {
+        self.inner.get(key)
+    }
+
+    /// Caches a successful verification.
+    pub fn insert(&self, key: TokenDigest, entry: Entry) {
+        self.inner.insert(key, Arc::new(entry));
+    }
+
+    /// Drops an entry (its key left the JWKS, or the token expired).
+    pub fn remove(&self, key: &TokenDigest) {
+        self.inner.remove(key);
+    }
+
+    /// Entries held now.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// True when nothing is cached.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
