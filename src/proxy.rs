@@ -200,6 +200,7 @@ pub async fn handle(
     let started = Instant::now();
     shared.metrics.in_flight.inc();
     let method = req.method().clone();
+    let version = req.version();
     let (mut parts, body) = req.into_parts();
     let id = request_id(&parts);
     let client_sent_id = parts.headers.get("x-request-id") == Some(&id);
@@ -221,6 +222,11 @@ pub async fn handle(
     // differ (an unknown kid and a bad signature must be indistinguishable).
     if client_sent_id || outcome.upstream_status.is_some() {
         response.headers_mut().insert("x-request-id", id);
+    }
+    // HTTP/2 has no connection-level headers; `Connection: close` on a local answer
+    // would make the h2 layer reset the stream instead of delivering it.
+    if version == Version::HTTP_2 {
+        response.headers_mut().remove(header::CONNECTION);
     }
     Ok(response)
 }

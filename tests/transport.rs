@@ -1145,3 +1145,36 @@ async fn sigterm_fails_readiness_keeps_serving_through_pre_stop_then_drains_and_
     );
     assert!(total_ok > 0);
 }
+
+#[tokio::test]
+async fn h2_clients_get_local_answers_that_would_close_an_h1_connection() {
+    let env = Env::start_custom(
+        JwksAnswer::Json(jwks_of(&["k1"])),
+        "allowed_hosts = [\"127.0.0.1\"]",
+        "[limits]\nmax_request_body_bytes = 10\n",
+        true,
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let r = client.get(env.url("/public/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .get(env.url("/public/x"))
+        .header("host", "other.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, ":authority and Host disagree");
+    let r = client
+        .post(env.url("/public/x"))
+        .body(vec![0u8; 100])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(env.upstream.count(), 1);
+}
