@@ -523,7 +523,8 @@ pub struct Config {
     pub identity: IdentityConfig,
 }
 
-const TOP_LEVEL_KEYS: &[&str] = &[
+/// Every key accepted at the top level of the configuration.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
     "admin_listen",
     "upstream",
