@@ -1178,3 +1178,45 @@ async fn h2_clients_get_local_answers_that_would_close_an_h1_connection() {
     assert_eq!(r.status(), 413);
     assert_eq!(env.upstream.count(), 1);
 }
+
+#[tokio::test]
+async fn an_upstream_that_never_completes_the_connect_gets_502_after_the_connect_timeout() {
+    // A listener that never accepts, with its accept queue full: further SYNs are
+    // dropped, so connecting hangs until the proxy's connect timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let blackhole = socket.listen(1).unwrap();
+    let addr = blackhole.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+        {
+            fillers.push(s);
+        }
+    }
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let text = config_text(
+        &jwks.url(),
+        addr,
+        "",
+        "[limits]\nupstream_connect_timeout_ms = 300\nupstream_timeout_seconds = 30\n",
+    );
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let started = std::time::Instant::now();
+    let r = env.get("/public/x", None).await;
+    assert_eq!(r.status(), 502);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited for the response timeout instead"
+    );
+    let m = env.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"cognito_sidecar_upstream_errors_total{kind="connect"}"#
+        ),
+        1.0
+    );
+    drop((blackhole, fillers));
+}
