@@ -351,26 +351,63 @@ pub struct Forwarding<'a> {
     pub via: &'a str,
 }
 
-/// Reads the client's `X-Forwarded-For` (call before [`strip_inbound`]); used only for
-/// trusted peers.
+/// What a client said about earlier hops; honoured only from trusted proxies.
+#[derive(Debug, Clone, Default)]
+pub struct PriorHops {
+    /// `X-Forwarded-For` values, joined.
+    pub xff: Option<String>,
+    /// `X-Forwarded-Proto`, if `http` or `https`.
+    pub proto: Option<String>,
+    /// `X-Forwarded-Host`, if a valid authority.
+    pub host: Option<String>,
+    /// `X-Forwarded-Port`, if a port number.
+    pub port: Option<String>,
+}
+
+/// Reads the client's `X-Forwarded-*` (call before [`strip_inbound`]), keeping only
+/// well-formed values; used only when the peer is a trusted proxy.
 #[must_use]
-pub fn inbound_forwarded_for(headers: &HeaderMap) -> Option<String> {
+pub fn prior_hops(headers: &HeaderMap) -> PriorHops {
+    let one = |name: &str| {
+        let mut all = headers.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (Some(v), None) => v.to_str().ok().map(str::trim).map(str::to_owned),
+            _ => None,
+        }
+    };
     let parts: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    (!parts.is_empty()).then(|| parts.join(", "))
+    PriorHops {
+        xff: (!parts.is_empty()).then(|| parts.join(", ")),
+        proto: one("x-forwarded-proto")
+            .map(|p| p.to_ascii_lowercase())
+            .filter(|p| p == "http" || p == "https"),
+        host: one("x-forwarded-host").filter(|h| {
+            h.parse::<http::uri::Authority>()
+                .is_ok_and(|a| !a.as_str().contains('@'))
+        }),
+        port: one("x-forwarded-port").filter(|p| p.parse::<u16>().is_ok()),
+    }
 }
 
-/// Sets `X-Forwarded-For/-Proto/-Host/-Port` and appends to `Via`; all computed,
-/// never copied from an untrusted client.
-pub fn set_forwarding(headers: &mut HeaderMap, f: &Forwarding<'_>, prior_xff: Option<String>) {
+/// Sets `X-Forwarded-For/-Proto/-Host/-Port` and appends to `Via`: computed from the
+/// connection, except that a trusted proxy's well-formed values are kept (its XFF chain
+/// extended with its own address).
+pub fn set_forwarding(headers: &mut HeaderMap, f: &Forwarding<'_>, prior: PriorHops) {
     // A unix-socket peer is local: there is no address to add, only a trusted chain.
     let peer = f.peer.map(|p| p.to_canonical().to_string());
-    let xff = match (prior_xff, peer) {
-        (Some(prev), Some(peer)) if f.trusted_peer => Some(format!("{prev}, {peer}")),
-        (_, peer) => peer,
+    let prior = if f.trusted_peer {
+        prior
+    } else {
+        PriorHops::default()
+    };
+    let xff = match (prior.xff, peer) {
+        (Some(prev), Some(peer)) => Some(format!("{prev}, {peer}")),
+        (prev, None) => prev,
+        (None, peer) => peer,
     };
     let set = |h: &mut HeaderMap, name: &'static str, v: String| {
         if let Ok(v) = HeaderValue::try_from(v) {
@@ -380,11 +417,21 @@ pub fn set_forwarding(headers: &mut HeaderMap, f: &Forwarding<'_>, prior_xff: Op
     if let Some(xff) = xff {
         set(headers, "x-forwarded-for", xff);
     }
-    set(headers, "x-forwarded-proto", f.proto.to_owned());
-    if !f.host.is_empty() {
-        set(headers, "x-forwarded-host", f.host.to_owned());
+    set(
+        headers,
+        "x-forwarded-proto",
+        prior.proto.unwrap_or_else(|| f.proto.to_owned()),
+    );
+    match prior.host {
+        Some(h) => set(headers, "x-forwarded-host", h),
+        None if !f.host.is_empty() => set(headers, "x-forwarded-host", f.host.to_owned()),
+        None => {}
     }
-    set(headers, "x-forwarded-port", f.port.to_string());
+    set(
+        headers,
+        "x-forwarded-port",
+        prior.port.unwrap_or_else(|| f.port.to_string()),
+    );
     let proto = match f.version {
         Version::HTTP_10 => "1.0",
         Version::HTTP_2 => "2",
@@ -571,11 +618,18 @@ mod tests {
             via: "cognito-sidecar",
         };
         let mut h = HeaderMap::new();
-        set_forwarding(&mut h, &f, Some("6.6.6.6".into()));
+        let spoof = PriorHops {
+            xff: Some("6.6.6.6".into()),
+            proto: Some("https".into()),
+            host: Some("evil".into()),
+            port: Some("1".into()),
+        };
+        set_forwarding(&mut h, &f, spoof.clone());
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
         assert_eq!(h["x-forwarded-host"], "api.example");
         assert_eq!(h["x-forwarded-port"], "8080");
         assert_eq!(h["via"], "1.1 cognito-sidecar");
+        assert_eq!(h["x-forwarded-proto"], "http");
         let mut h = HeaderMap::new();
         set_forwarding(
             &mut h,
@@ -583,8 +637,10 @@ mod tests {
                 trusted_peer: true,
                 ..f
             },
-            Some("1.1.1.1".into()),
+            spoof,
         );
-        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.9");
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "evil");
     }
 }

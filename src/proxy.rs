@@ -404,7 +404,7 @@ fn upstream_request_filter(
     let cfg = &shared.config;
     let peer = conn.peer.map(|p| p.ip().to_canonical());
     let trusted_peer = peer.is_some_and(|ip| cfg.trusted_proxies.iter().any(|n| n.contains(&ip)));
-    let prior_xff = headers::inbound_forwarded_for(&parts.headers);
+    let prior = headers::prior_hops(&parts.headers);
     let wants_trailers = parts
         .headers
         .get_all(header::TE)
@@ -431,7 +431,7 @@ fn upstream_request_filter(
         version: parts.version,
         via: &cfg.via,
     };
-    headers::set_forwarding(&mut parts.headers, &forwarding, prior_xff);
+    headers::set_forwarding(&mut parts.headers, &forwarding, prior);
     parts.headers.remove(header::HOST);
     if cfg.preserve_host
         && !host.is_empty()

@@ -308,6 +308,8 @@ async fn trusted_proxies_have_their_forwarded_for_chain_extended() {
         .client
         .get(env.url("/public/x"))
         .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "api.example.com")
         .send()
         .await
         .unwrap();
@@ -315,6 +317,16 @@ async fn trusted_proxies_have_their_forwarded_for_chain_extended() {
     assert_eq!(
         env.upstream.last().header("x-forwarded-for").as_deref(),
         Some("203.0.113.7, 127.0.0.1")
+    );
+    let seen = env.upstream.last();
+    assert_eq!(
+        seen.header("x-forwarded-proto").as_deref(),
+        Some("https"),
+        "the load balancer terminated TLS"
+    );
+    assert_eq!(
+        seen.header("x-forwarded-host").as_deref(),
+        Some("api.example.com")
     );
 }
 
