@@ -202,6 +202,9 @@ pub struct Identity {
     pub pool: String,
     /// The verified claims.
     pub claims: Claims,
+    /// The identity headers, rendered once (a cached identity lives no longer than the
+    /// configuration that rendered them).
+    pub rendered: std::sync::OnceLock<Vec<(http::HeaderName, http::HeaderValue)>>,
 }
 
 /// How a request was admitted.
@@ -613,6 +616,7 @@ fn verify_full(
         identity: Identity {
             pool: pool.name.clone(),
             claims,
+            rendered: std::sync::OnceLock::new(),
         },
     })
 }
@@ -682,6 +686,8 @@ fn verify_cached(
             kid: v.kid,
             key_fingerprint: v.key_fingerprint,
             identity: Arc::clone(&identity),
+            // Decoded claims take roughly twice the token's size, plus fixed overhead.
+            weight: token.len() as u64 * 2 + 256,
         },
     );
     Ok((identity, false))

@@ -170,12 +170,17 @@ pub fn strip_inbound(headers: &mut HeaderMap, identity: &IdentityConfig, managed
         .keys()
         .filter(|name| {
             let n = name.as_str();
-            let norm = normalize_header_name(n);
+            // Header names are already lower case; only `_` needs mapping, and rarely.
+            let norm: std::borrow::Cow<'_, str> = if n.contains('_') {
+                std::borrow::Cow::Owned(normalize_header_name(n))
+            } else {
+                std::borrow::Cow::Borrowed(n)
+            };
             HOP_BY_HOP.contains(&n)
-                || FORWARDING.contains(&norm.as_str())
+                || FORWARDING.contains(&norm.as_ref())
                 || norm.starts_with("x-forwarded-")
-                || named.contains(&norm)
-                || managed.contains(&norm)
+                || named.iter().any(|c| c == norm.as_ref())
+                || managed.iter().any(|m| m == norm.as_ref())
                 || identity
                     .header_prefix
                     .as_deref()
@@ -282,6 +287,19 @@ fn render_claim(v: &Value) -> Option<String> {
 
 /// Sets the identity headers for a verified caller (one value each).
 pub fn inject_identity(headers: &mut HeaderMap, id: &Identity, cfg: &IdentityConfig) {
+    let rendered = id.rendered.get_or_init(|| {
+        let mut h = HeaderMap::new();
+        render_identity(&mut h, id, cfg);
+        h.into_iter()
+            .filter_map(|(k, v)| k.map(|k| (k, v)))
+            .collect()
+    });
+    for (name, value) in rendered {
+        headers.insert(name.clone(), value.clone());
+    }
+}
+
+fn render_identity(headers: &mut HeaderMap, id: &Identity, cfg: &IdentityConfig) {
     let c = &id.claims;
     put(headers, cfg.sub_header.as_ref(), Some(encode_value(&c.sub)));
     put(

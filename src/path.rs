@@ -114,15 +114,17 @@ fn ends_with_dot_segment(p: &str) -> bool {
 /// Returns `None` when the stripped form climbs above the root, which a caller treats
 /// as "does not match any public rule".
 #[must_use]
-pub fn strip_params(canonical: &str) -> Option<String> {
+pub fn strip_params(canonical: &str) -> Option<std::borrow::Cow<'_, str>> {
     if !canonical.contains(';') {
-        return Some(canonical.to_owned());
+        return Some(std::borrow::Cow::Borrowed(canonical));
     }
     let stripped: Vec<&str> = canonical
         .split('/')
         .map(|seg| seg.split(';').next().unwrap_or(""))
         .collect();
-    canonicalize(&stripped.join("/")).ok()
+    canonicalize(&stripped.join("/"))
+        .ok()
+        .map(std::borrow::Cow::Owned)
 }
 
 /// Whole-segment prefix or exact match, case-sensitively (used for public rules).
@@ -147,19 +149,21 @@ pub fn matches_strict(rule: &str, exact: bool, path: &str) -> bool {
 #[must_use]
 pub fn matches_lenient(rule: &str, exact: bool, path: &str) -> bool {
     let rule = rule.strip_suffix('/').unwrap_or(rule);
-    let rule_segs: Vec<&str> = rule.split('/').skip(1).collect();
-    let path_segs: Vec<&str> = path.split('/').skip(1).filter(|s| !s.is_empty()).collect();
+    let mut path_segs = path.split('/').skip(1).filter(|s| !s.is_empty());
     if rule.is_empty() {
-        return !exact || path_segs.is_empty();
+        return !exact || path_segs.next().is_none();
     }
-    if path_segs.len() < rule_segs.len() || (exact && path_segs.len() != rule_segs.len()) {
-        return false;
+    // Segment by segment, without allocating: this runs for every rule on every request.
+    for r in rule.split('/').skip(1) {
+        let Some(p) = path_segs.next() else {
+            return false;
+        };
+        let p = p.split(';').next().unwrap_or("").trim_end_matches('.');
+        if !r.eq_ignore_ascii_case(p) {
+            return false;
+        }
     }
-    rule_segs.iter().zip(&path_segs).all(|(r, p)| {
-        let p = p.split(';').next().unwrap_or("");
-        let p = p.trim_end_matches('.');
-        r.eq_ignore_ascii_case(p)
-    })
+    !exact || path_segs.next().is_none()
 }
 
 #[cfg(test)]

@@ -1035,7 +1035,7 @@ async fn sigterm_fails_readiness_keeps_serving_through_pre_stop_then_drains_and_
         &jwks.url(),
         upstream.addr,
         "",
-        "[shutdown]\npre_stop_delay_seconds = 1\ndrain_timeout_seconds = 10\n",
+        "[shutdown]\npre_stop_delay_seconds = 2\ndrain_timeout_seconds = 10\n",
     )
     .replace(
         "\nlisten = \"127.0.0.1:0\"",
@@ -1115,10 +1115,20 @@ async fn sigterm_fails_readiness_keeps_serving_through_pre_stop_then_drains_and_
         .status()
         .unwrap();
     assert!(status.success());
-    // Readiness fails at once, while traffic is still being served (pre-stop delay).
-    let r = client.get(&readyz).send().await.unwrap();
-    assert_eq!(r.status(), 503);
-    assert!(r.text().await.unwrap().contains("draining"));
+    // Readiness fails as soon as the signal is handled, while traffic is still being
+    // served (pre-stop delay).
+    let body = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            let r = client.get(&readyz).send().await.unwrap();
+            if r.status() == 503 {
+                return r.text().await.unwrap();
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("readiness did not fail during the pre-stop delay");
+    assert!(body.contains("draining"), "{body}");
     let served_before = upstream.count();
     let exit = tokio::task::spawn_blocking(move || {
         let status = child.0.wait();
