@@ -370,10 +370,19 @@ fn secs(v: u64) -> i64 {
 /// and `=`. A credential with anything else (space, quotes, braces: a JSON-serialized
 /// JWS) is a malformed *request*; `=` in the wrong place only makes a malformed *token*.
 fn is_b64token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
-        })
+    // Branch-free fold over every byte: the compiler vectorises it (a 1.6 KB token is
+    // scanned on every request).
+    fn ok(b: u8) -> bool {
+        b.is_ascii_alphanumeric()
+            | (b == b'-')
+            | (b == b'.')
+            | (b == b'_')
+            | (b == b'~')
+            | (b == b'+')
+            | (b == b'/')
+            | (b == b'=')
+    }
+    !s.is_empty() && s.bytes().fold(true, |all, b| all & ok(b))
 }
 
 enum Credential<'a> {
