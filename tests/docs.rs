@@ -84,6 +84,15 @@ const README_COMMANDS: &[(&str, Covered)] = &[
         Covered::Here,
     ),
     (
+        "cargo bench --bench decision",
+        Covered::Test {
+            file: "bench/driver.py",
+            marker: "\"bench\", \"--locked\", \"--bench\", \"decision\"",
+            why: "micro-benchmarks take minutes and assert nothing; bench/run.sh runs \
+                  them and records the results in BENCHMARKS.md",
+        },
+    ),
+    (
         "cognito-sidecar --config config.toml",
         Covered::Test {
             file: "tests/moto_e2e.rs",
