@@ -695,8 +695,9 @@ fn verify_cached(
             kid: v.kid,
             key_fingerprint: v.key_fingerprint,
             identity: Arc::clone(&identity),
-            // Decoded claims take roughly twice the token's size, plus fixed overhead.
-            weight: token.len() as u64 * 2 + 256,
+            // Measured: decoded claims and their map take about four times the token's
+            // size, plus fixed overhead (bench/PROFILE.md).
+            weight: token.len() as u64 * 4 + 1024,
         },
     );
     Ok((identity, false))

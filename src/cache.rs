@@ -44,14 +44,20 @@ impl Weighter<TokenDigest, Arc<Entry>> for ByMemory {
 /// Bounded verified-token cache.
 pub struct TokenCache {
     inner: Cache<TokenDigest, Arc<Entry>, ByMemory>,
+    /// Smallest weight an entry is given, so that `max_bytes` also enforces
+    /// `max_entries` (quick_cache bounds by weight; its item count is only a hint).
+    min_weight: u64,
 }
 
 impl TokenCache {
     /// A cache holding at most `max_entries` tokens and about `max_bytes` of claims.
     #[must_use]
     pub fn new(max_entries: usize, max_bytes: u64) -> Self {
+        let max_entries = max_entries.max(1);
+        let max_bytes = max_bytes.max(1);
         Self {
-            inner: Cache::with_weighter(max_entries.max(1), max_bytes.max(1), ByMemory),
+            inner: Cache::with_weighter(max_entries, max_bytes, ByMemory),
+            min_weight: (max_bytes / max_entries as u64).max(1),
         }
     }
 
@@ -70,7 +76,8 @@ impl TokenCache {
     }
 
     /// Caches a successful verification.
-    pub fn insert(&self, key: TokenDigest, entry: Entry) {
+    pub fn insert(&self, key: TokenDigest, mut entry: Entry) {
+        entry.weight = entry.weight.max(self.min_weight);
         self.inner.insert(key, Arc::new(entry));
     }
 
@@ -89,5 +96,50 @@ impl TokenCache {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.inner.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Identity;
+
+    fn entry(weight: u64) -> Entry {
+        let claims = crate::token::Claims::from_payload(
+            serde_json::from_str(
+                r#"{"iss":"i","sub":"s","exp":10,"iat":1,"token_use":"access","client_id":"c"}"#,
+            )
+            .expect("json"),
+        )
+        .expect("claims");
+        Entry {
+            pool: 0,
+            kid: "k".into(),
+            key_fingerprint: 1,
+            identity: Arc::new(Identity {
+                pool: "p".into(),
+                claims,
+                rendered: std::sync::OnceLock::new(),
+            }),
+            weight,
+        }
+    }
+
+    #[test]
+    fn the_entry_limit_holds_even_for_small_tokens() {
+        let cache = TokenCache::new(16, 1 << 20);
+        for i in 0..1000u32 {
+            cache.insert(TokenCache::digest(&i.to_string()), entry(10));
+        }
+        assert!(cache.len() <= 16, "{} entries", cache.len());
+    }
+
+    #[test]
+    fn the_byte_limit_holds_for_large_tokens() {
+        let cache = TokenCache::new(10_000, 64 * 1024);
+        for i in 0..1000u32 {
+            cache.insert(TokenCache::digest(&i.to_string()), entry(8 * 1024));
+        }
+        assert!(cache.len() <= 8, "{} entries", cache.len());
     }
 }

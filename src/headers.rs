@@ -224,7 +224,14 @@ pub fn strip_response(headers: &mut HeaderMap) {
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|n| {
-            HOP_BY_HOP.contains(&n.as_str()) || named.contains(&normalize_header_name(n.as_str()))
+            let name = n.as_str();
+            HOP_BY_HOP.contains(&name)
+                || (!named.is_empty()
+                    && if name.contains('_') {
+                        named.contains(&normalize_header_name(name))
+                    } else {
+                        named.iter().any(|c| c == name)
+                    })
         })
         .cloned()
         .collect();
