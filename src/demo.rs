@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, Response, header};
@@ -101,12 +100,6 @@ async fn echo(req: Request<Incoming>) -> Response<Full<Bytes>> {
     json_response(
         &json!({"backend": "echo", "method": method, "uri": uri, "body_bytes": body, "headers": headers}),
     )
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
 /// The demo configuration for the given addresses.
@@ -213,7 +206,7 @@ pub async fn run(
     running.ready().await;
     let addr = running.proxy_addr;
 
-    let t = now();
+    let t = crate::jwks::unix_now();
     let alice_id = issuer.mint("demo-id-key", &id_claims("alice", &["users"], t, t + 3600));
     let alice_access = issuer.mint(
         "demo-access-key",

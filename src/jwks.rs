@@ -276,7 +276,9 @@ pub struct Jwks {
     ready: watch::Sender<bool>,
 }
 
-fn unix_now() -> i64 {
+/// Current Unix time in seconds (the proxy's single clock read, passed to pure code).
+#[must_use]
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

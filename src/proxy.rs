@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use crate::auth::{self, Admission, Decision, Denial, Policy};
 use crate::config::{Config, UpstreamProtocol, normalize_header_name};
 use crate::headers::{self, Forwarding, HeaderError};
-use crate::jwks::Jwks;
+use crate::jwks::{Jwks, unix_now};
 use crate::metrics::Metrics;
 use crate::upstream::{self, UpstreamBody, UpstreamClient, UpstreamError};
 
@@ -131,12 +131,6 @@ pub struct ConnInfo {
     pub local_port: u16,
     /// Whether the connection is TLS.
     pub tls: bool,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn full(body: &'static str) -> ProxyBody {

@@ -207,14 +207,6 @@ async fn request_ids_are_kept_or_created_and_trace_context_passes_untouched() {
 // The real binary.
 // ---------------------------------------------------------------------------
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Proc {
     child: Child,
     log: PathBuf,

@@ -1010,22 +1010,6 @@ async fn upstream_http2_response_bodies_stream_back() {
 // Rolling deploys: SIGTERM on the real binary.
 // ---------------------------------------------------------------------------
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct KillOnDrop(std::process::Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn sigterm_fails_readiness_keeps_serving_through_pre_stop_then_drains_and_exits_zero() {
     let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
