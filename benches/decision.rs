@@ -249,6 +249,13 @@ fn benches(c: &mut Criterion) {
         .map(|h| normalize_header_name(h.as_str()))
         .collect();
     let identity = admission.identity.expect("identity");
+    let rules = headers::Inbound {
+        identity: &cfg.identity,
+        managed: &managed,
+        extra: &[],
+        trusted_peer: false,
+        keep_authorization: false,
+    };
     let mut g = c.benchmark_group("headers");
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))
@@ -257,7 +264,7 @@ fn benches(c: &mut Criterion) {
         b.iter_batched_ref(
             || parts.headers.clone(),
             |h| {
-                headers::strip_inbound(h, &cfg.identity, &managed);
+                headers::strip_inbound(h, &rules);
                 headers::inject_identity(h, &identity, &cfg.identity);
             },
             BatchSize::SmallInput,
@@ -266,7 +273,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("strip_inbound_only", |b| {
         b.iter_batched_ref(
             || parts.headers.clone(),
-            |h| headers::strip_inbound(h, &cfg.identity, &managed),
+            |h| headers::strip_inbound(h, &rules),
             BatchSize::SmallInput,
         );
     });

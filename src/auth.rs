@@ -26,6 +26,10 @@ pub enum Denial {
     BadPath,
     /// `CONNECT` or `TRACE`.
     MethodNotAllowed,
+    /// A method spelled with lower-case letters (`get`, `Delete`): methods are
+    /// case-sensitive, rules name them in upper case, and backends that fold case would
+    /// run a handler under fewer restrictions than its canonical spelling gets.
+    BadMethod,
     /// Two `Authorization` headers, an empty or non-b64token bearer credential, or a
     /// token in both the header and the query.
     InvalidRequest,
@@ -73,6 +77,12 @@ pub enum Denial {
         /// The route's scopes, space-separated, for the challenge.
         scopes: String,
     },
+    /// A valid ID token on a route that requires scopes: scopes are an access-token
+    /// property, so only an access token can meet them.
+    ScopesNeedAccessToken {
+        /// The route's scopes, space-separated, for the challenge.
+        scopes: String,
+    },
 }
 
 impl Denial {
@@ -82,6 +92,7 @@ impl Denial {
         match self {
             Self::BadPath => "bad_path",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::BadMethod => "bad_method",
             Self::InvalidRequest => "invalid_request",
             Self::Missing => "missing",
             Self::TooLarge => "too_large",
@@ -102,6 +113,7 @@ impl Denial {
             Self::KeysUnavailable => "keys_unavailable",
             Self::Forbidden => "forbidden",
             Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::ScopesNeedAccessToken { .. } => "scopes_need_access_token",
         }
     }
 
@@ -113,6 +125,9 @@ impl Denial {
                 "the path has an encoding the proxy refuses (%2F, %5C, \\, %00, control bytes) or climbs above /"
             }
             Self::MethodNotAllowed => "CONNECT and TRACE are never forwarded",
+            Self::BadMethod => {
+                "the method is not spelled in upper case (methods are case-sensitive; a backend that folds case would bypass rules written for the upper-case method)"
+            }
             Self::InvalidRequest => {
                 "the request offers the credential ambiguously: two Authorization headers, an empty or non-b64token bearer value, or a token in more than one place"
             }
@@ -165,13 +180,17 @@ impl Denial {
             Self::InsufficientScope { .. } => {
                 "the token is valid but has none of the route's scopes (scopes exist in access tokens only)"
             }
+            Self::ScopesNeedAccessToken { .. } => {
+                "the route requires scopes and the token is an ID token: scopes are read from access tokens only, never from an ID token's scope claim"
+            }
         }
     }
 
     /// Every reason label, for pre-creating metric series.
-    pub const REASONS: [&'static str; 22] = [
+    pub const REASONS: [&'static str; 24] = [
         "bad_path",
         "method_not_allowed",
+        "bad_method",
         "invalid_request",
         "missing",
         "too_large",
@@ -192,6 +211,7 @@ impl Denial {
         "keys_unavailable",
         "forbidden",
         "insufficient_scope",
+        "scopes_need_access_token",
     ];
 }
 
@@ -280,6 +300,7 @@ pub struct Policy {
     max_token_bytes: usize,
     preflight: PreflightMode,
     max_stale: i64,
+    strict_path: bool,
 }
 
 impl Policy {
@@ -323,6 +344,7 @@ impl Policy {
             max_token_bytes: cfg.limits.max_token_bytes,
             preflight: cfg.cors_preflight,
             max_stale: i64::try_from(cfg.jwks.max_stale.as_secs()).unwrap_or(i64::MAX),
+            strict_path: cfg.strict_path_encoding,
         }
     }
 
@@ -330,16 +352,27 @@ impl Policy {
     /// unmatched paths need a valid token).
     ///
     /// Public and optional rules match only if the path matches them case-sensitively
-    /// both as is and with `;params` stripped; rules that require a token match if any
-    /// reading of the path (case, params, trailing dots) reaches them. Whatever the
-    /// backend's reading, it cannot end up less protected than the rule it resembles.
+    /// as is, with `;params` stripped, and in the most generous backend's reading
+    /// ([`path::backend_reading`]); rules that require a token match if any reading of
+    /// the path (case, params, trailing dots, decoding, trimming) reaches them. Whatever
+    /// the backend's reading, it cannot end up less protected than the rule it resembles.
+    ///
+    /// A rule that lists `GET` also covers `HEAD`: backends answer `HEAD` with the `GET`
+    /// handler, so `HEAD` never gets fewer restrictions than `GET`.
     #[must_use]
     pub fn route(&self, method: &Method, canonical: &str) -> &RouteConfig {
         let stripped = path::strip_params(canonical);
+        let reading = path::backend_reading(canonical);
+        let head = *method == Method::HEAD;
         self.routes
             .iter()
             .find(|r| {
-                if !r.methods.is_empty() && !r.methods.iter().any(|m| m == method.as_str()) {
+                if !r.methods.is_empty()
+                    && !r
+                        .methods
+                        .iter()
+                        .any(|m| m == method.as_str() || (head && m == "GET"))
+                {
                     return false;
                 }
                 let exact = r.path_match == PathMatch::Exact;
@@ -349,10 +382,16 @@ impl Policy {
                             && stripped
                                 .as_deref()
                                 .is_some_and(|s| path::matches_strict(&r.path, exact, s))
+                            && reading
+                                .as_deref()
+                                .is_some_and(|s| path::matches_strict(&r.path, exact, s))
                     }
                     AuthMode::Required => {
                         path::matches_lenient(&r.path, exact, canonical)
                             || stripped
+                                .as_deref()
+                                .is_some_and(|s| path::matches_lenient(&r.path, exact, s))
+                            || reading
                                 .as_deref()
                                 .is_some_and(|s| path::matches_lenient(&r.path, exact, s))
                     }
@@ -510,6 +549,17 @@ fn decide(
     if parts.method == Method::CONNECT || parts.method == Method::TRACE {
         return Err(Denial::MethodNotAllowed);
     }
+    if parts
+        .method
+        .as_str()
+        .bytes()
+        .any(|b| b.is_ascii_lowercase())
+    {
+        return Err(Denial::BadMethod);
+    }
+    if policy.strict_path {
+        path::check_strict(parts.uri.path()).map_err(|_| Denial::BadPath)?;
+    }
     let canonical = path::canonicalize(parts.uri.path()).map_err(|_| Denial::BadPath)?;
     let route = policy.route(&parts.method, &canonical);
     let admit = |admit, identity, cached| Admission {
@@ -561,10 +611,16 @@ fn decide(
     if !route.groups.is_empty() && !route.groups.iter().any(|g| claims.groups.contains(g)) {
         return Err(Denial::Forbidden);
     }
-    if !route.scopes.is_empty() && !route.scopes.iter().any(|s| claims.scopes.contains(s)) {
-        return Err(Denial::InsufficientScope {
-            scopes: route.scopes.join(" "),
-        });
+    if !route.scopes.is_empty() {
+        let scopes = || route.scopes.join(" ");
+        // Scopes are an access-token property (RFC 8725 3.12): an ID token never meets
+        // them, whatever its payload says.
+        if claims.token_use != TokenUse::Access {
+            return Err(Denial::ScopesNeedAccessToken { scopes: scopes() });
+        }
+        if !route.scopes.iter().any(|s| claims.scopes.contains(s)) {
+            return Err(Denial::InsufficientScope { scopes: scopes() });
+        }
     }
     Ok(admit(Admit::Authenticated, Some(identity), Some(cached)))
 }

@@ -501,8 +501,15 @@ pub struct Config {
     pub via: String,
     /// Peers whose `X-Forwarded-For` is extended instead of replaced.
     pub trusted_proxies: Vec<IpNet>,
-    /// If not empty, other `Host` values get 421.
+    /// If not empty, other `Host` values (and requests without one) get 421.
     pub allowed_hosts: Vec<String>,
+    /// Extra request headers removed from every client (normalized names).
+    pub strip_headers: Vec<String>,
+    /// Refuse path encodings backends read differently (400); see [`crate::path::check_strict`].
+    pub strict_path_encoding: bool,
+    /// Honour a well-formed client `X-Request-Id` from any peer (else only from
+    /// `trusted_proxies`).
+    pub trust_client_request_id: bool,
     /// Send the client's `Host` upstream (else the upstream authority).
     pub preserve_host: bool,
     /// CORS preflight handling.
@@ -537,6 +544,9 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "via",
     "trusted_proxies",
     "allowed_hosts",
+    "strip_headers",
+    "strict_path_encoding",
+    "trust_client_request_id",
     "preserve_host",
     "cors_preflight",
     "log_format",
@@ -727,6 +737,11 @@ impl Validator {
         let allowed_hosts = self
             .optional::<Vec<String>>(root, "allowed_hosts", Vec::new())
             .map(|hs| hs.into_iter().map(|h| h.to_ascii_lowercase()).collect());
+        let strip_headers = self
+            .optional::<Vec<String>>(root, "strip_headers", Vec::new())
+            .map(|names| self.strip_headers(&names));
+        let strict_path_encoding = self.optional(root, "strict_path_encoding", true);
+        let trust_client_request_id = self.optional(root, "trust_client_request_id", false);
         let preserve_host = self.optional(root, "preserve_host", true);
         let cors_preflight = self.optional(root, "cors_preflight", PreflightMode::Forward);
         let log_format = self.optional(root, "log_format", LogFormat::Auto);
@@ -773,6 +788,9 @@ impl Validator {
             via: via?,
             trusted_proxies: trusted_proxies?,
             allowed_hosts: allowed_hosts?,
+            strip_headers: strip_headers?,
+            strict_path_encoding: strict_path_encoding?,
+            trust_client_request_id: trust_client_request_id?,
             preserve_host: preserve_host?,
             cors_preflight: cors_preflight?,
             log_format: log_format?,
@@ -783,6 +801,21 @@ impl Validator {
             jwks: jwks?,
             identity: identity?,
         })
+    }
+
+    fn strip_headers(&mut self, names: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            if name.is_empty() || HeaderName::from_bytes(name.as_bytes()).is_err() {
+                self.problem(
+                    &format!("strip_headers[{i}]"),
+                    format!("{name:?} is not a valid header name"),
+                );
+                continue;
+            }
+            out.push(normalize_header_name(name));
+        }
+        out
     }
 
     fn quoted_safe(&mut self, key: &str, s: String) -> Option<String> {
@@ -1094,13 +1127,19 @@ impl Validator {
             }
             let mut methods = Vec::new();
             for m in &raw.methods {
-                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                // Methods are case-sensitive tokens; requests in any other spelling are
+                // refused, so a rule must name the one spelling that can arrive.
+                if m.is_empty()
+                    || !m.bytes().all(|b| {
+                        b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    })
+                {
                     self.problem(
                         &format!("{key}.methods"),
-                        format!("{m:?} is not an HTTP method"),
+                        format!("{m:?} is not an upper-case HTTP method token (e.g. \"GET\")"),
                     );
                 }
-                methods.push(m.to_ascii_uppercase());
+                methods.push(m.clone());
             }
             if raw.auth != AuthMode::Required
                 && (!raw.groups.is_empty() || !raw.scopes.is_empty() || !raw.token_use.is_empty())

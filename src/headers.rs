@@ -68,9 +68,11 @@ const HOP_BY_HOP: [&str; 10] = [
     "http2-settings",
 ];
 
-/// Headers that tell a proxy or framework which client, scheme, host or path a request
-/// came for; only the proxy may say that, so client copies are always removed.
-const FORWARDING: [&str; 8] = [
+/// Headers that tell a proxy or framework which client, scheme, host, path or method a
+/// request came for; only the proxy may say that, so client copies are always removed.
+/// The method-override family is here: frameworks run the handler the header names, so
+/// a `POST` admitted by a rule could run as `DELETE`.
+const FORWARDING: [&str; 10] = [
     "forwarded",
     "x-real-ip",
     "x-original-url",
@@ -78,7 +80,25 @@ const FORWARDING: [&str; 8] = [
     "x-rewrite-url",
     "x-original-method",
     "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
     "x-envoy-original-path",
+];
+
+/// Prefix of the identity headers an AWS Application Load Balancer sets after its own
+/// Cognito/OIDC sign-in (`X-Amzn-Oidc-Data`, `-Identity`, `-Accesstoken`). Backends that
+/// used to sit behind an ALB trust them; no client may send them, trusted proxy or not.
+const ALB_IDENTITY_PREFIX: &str = "x-amzn-oidc-";
+
+/// Client-address headers set by CDNs and load balancers. Backends use them for
+/// allow-lists and audit logs, so they are kept only from `trusted_proxies` (a CDN in
+/// front of the sidecar sets them) and removed from everyone else.
+const CLIENT_ADDRESS: [&str; 5] = [
+    "true-client-ip",
+    "x-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
 ];
 
 /// Headers a `Connection` option may not name: removing them would change framing,
@@ -113,6 +133,10 @@ fn connection_options(headers: &HeaderMap) -> Vec<String> {
 /// # Errors
 /// [`HeaderError`].
 pub fn check_request(parts: &Parts, allowed_hosts: &[String]) -> Result<String, HeaderError> {
+    check_host(parts, allowed_hosts)
+}
+
+fn check_host(parts: &Parts, allowed_hosts: &[String]) -> Result<String, HeaderError> {
     if connection_options(&parts.headers)
         .iter()
         .any(|t| PROTECTED.contains(&t.as_str()))
@@ -143,7 +167,13 @@ pub fn check_request(parts: &Parts, allowed_hosts: &[String]) -> Result<String, 
         }
         (Some(a), _) => a.clone(),
         (None, Some(h)) => h,
-        (None, None) if parts.version == Version::HTTP_10 => return Ok(String::new()),
+        // HTTP/1.0 may omit Host, but an allow-list cannot admit a request for no host.
+        (None, None) if parts.version == Version::HTTP_10 && allowed_hosts.is_empty() => {
+            return Ok(String::new());
+        }
+        (None, None) if parts.version == Version::HTTP_10 => {
+            return Err(HeaderError::MisdirectedHost);
+        }
         (None, None) => return Err(HeaderError::BadHost),
     };
     if host.as_str().contains('@') {
@@ -159,12 +189,36 @@ pub fn check_request(parts: &Parts, allowed_hosts: &[String]) -> Result<String, 
     Ok(host.as_str().to_ascii_lowercase())
 }
 
+/// What [`strip_inbound`] removes besides the fixed lists.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    /// Identity settings (the reserved prefix).
+    pub identity: &'a IdentityConfig,
+    /// The identity header names this proxy sets, normalized.
+    pub managed: &'a [String],
+    /// The operator's extra `strip_headers`, normalized.
+    pub extra: &'a [String],
+    /// The peer is a trusted proxy: its client-address headers are kept.
+    pub trusted_peer: bool,
+    /// Keep `Authorization`: `forward_authorization` is on *and* this request was
+    /// admitted with the verified token it carries.
+    pub keep_authorization: bool,
+}
+
 /// Removes from a client request everything only the proxy may set: hop-by-hop headers
-/// and whatever `Connection` names, identity headers (configured names and the reserved
-/// prefix, compared case-insensitively with `_` read as `-`), forwarding and
-/// path-override headers, `Expect` (already satisfied by the proxy) and, unless
-/// configured, `Authorization`.
-pub fn strip_inbound(headers: &mut HeaderMap, identity: &IdentityConfig, managed: &[String]) {
+/// and whatever `Connection` names, identity headers (configured names, the reserved
+/// prefix and ALB's `X-Amzn-Oidc-*`, compared case-insensitively with `_` read as `-`),
+/// forwarding, method- and path-override headers, client-address headers from untrusted
+/// peers, the operator's `strip_headers`, `Expect` (already satisfied by the proxy) and
+/// `Authorization` unless [`Inbound::keep_authorization`]. Also used on request trailers.
+pub fn strip_inbound(headers: &mut HeaderMap, rules: &Inbound<'_>) {
+    let Inbound {
+        identity,
+        managed,
+        extra,
+        trusted_peer,
+        keep_authorization,
+    } = *rules;
     let named = connection_options(headers);
     let doomed: Vec<HeaderName> = headers
         .keys()
@@ -179,6 +233,9 @@ pub fn strip_inbound(headers: &mut HeaderMap, identity: &IdentityConfig, managed
             HOP_BY_HOP.contains(&n)
                 || FORWARDING.contains(&norm.as_ref())
                 || norm.starts_with("x-forwarded-")
+                || norm.starts_with(ALB_IDENTITY_PREFIX)
+                || (!trusted_peer && CLIENT_ADDRESS.contains(&norm.as_ref()))
+                || extra.iter().any(|m| m == norm.as_ref())
                 || named.iter().any(|c| c == norm.as_ref())
                 || managed.iter().any(|m| m == norm.as_ref())
                 || identity
@@ -186,7 +243,7 @@ pub fn strip_inbound(headers: &mut HeaderMap, identity: &IdentityConfig, managed
                     .as_deref()
                     .is_some_and(|p| norm.starts_with(p))
                 || *name == header::EXPECT
-                || (*name == header::AUTHORIZATION && !identity.forward_authorization)
+                || (*name == header::AUTHORIZATION && !keep_authorization)
         })
         .cloned()
         .collect();
@@ -496,6 +553,16 @@ mod tests {
             .collect()
     }
 
+    fn rules<'a>(cfg: &'a IdentityConfig, managed: &'a [String], trusted: bool) -> Inbound<'a> {
+        Inbound {
+            identity: cfg,
+            managed,
+            extra: &[],
+            trusted_peer: trusted,
+            keep_authorization: false,
+        }
+    }
+
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -518,7 +585,7 @@ mod tests {
             ("X-Tenant", "t1"),
             ("accept", "*/*"),
         ]);
-        strip_inbound(&mut h, &cfg, &managed(&cfg));
+        strip_inbound(&mut h, &rules(&cfg, &managed(&cfg), false));
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("accept"));
     }
@@ -544,8 +611,71 @@ mod tests {
             ("authorization", "Bearer x"),
             ("expect", "100-continue"),
         ]);
-        strip_inbound(&mut h, &cfg, &managed(&cfg));
+        strip_inbound(&mut h, &rules(&cfg, &managed(&cfg), false));
         assert!(h.is_empty(), "{h:?}");
+    }
+
+    #[test]
+    fn method_override_alb_identity_and_client_address_headers_are_removed_from_clients() {
+        let cfg = identity_cfg();
+        let managed = managed(&cfg);
+        let all = [
+            ("X-HTTP-Method", "DELETE"),
+            ("x_method_override", "DELETE"),
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("X-Original-Method", "DELETE"),
+            ("X-Amzn-Oidc-Data", "e30.e30.x"),
+            ("x_amzn_oidc_identity", "admin"),
+            ("X-Amzn-Oidc-Accesstoken", "t"),
+            ("True-Client-IP", "10.0.0.1"),
+            ("X-Client-IP", "10.0.0.1"),
+            ("CF_Connecting_IP", "10.0.0.1"),
+            ("X-Cluster-Client-IP", "10.0.0.1"),
+            ("Fastly-Client-IP", "10.0.0.1"),
+            ("x-legacy-user", "admin"),
+        ];
+        let extra = vec!["x-legacy-user".to_owned()];
+        let mut h = map(&all);
+        strip_inbound(
+            &mut h,
+            &Inbound {
+                extra: &extra,
+                ..rules(&cfg, &managed, false)
+            },
+        );
+        assert!(h.is_empty(), "{h:?}");
+        // A trusted proxy (a CDN in front) keeps its client-address headers, never the
+        // ALB identity or method overrides.
+        let mut h = map(&all);
+        strip_inbound(&mut h, &rules(&cfg, &managed, true));
+        let mut kept: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            [
+                "cf_connecting_ip",
+                "fastly-client-ip",
+                "true-client-ip",
+                "x-client-ip",
+                "x-cluster-client-ip",
+                "x-legacy-user"
+            ]
+        );
+    }
+
+    #[test]
+    fn authorization_is_kept_only_when_asked() {
+        let cfg = identity_cfg();
+        let managed = managed(&cfg);
+        let mut h = map(&[("authorization", "Bearer x")]);
+        strip_inbound(
+            &mut h,
+            &Inbound {
+                keep_authorization: true,
+                ..rules(&cfg, &managed, false)
+            },
+        );
+        assert!(h.contains_key("authorization"));
     }
 
     #[test]
@@ -586,6 +716,11 @@ mod tests {
             Ok("a:80")
         );
         assert!(check_request(&parts(Version::HTTP_10, "/", &[]), &[]).is_ok());
+        assert_eq!(
+            check_request(&parts(Version::HTTP_10, "/", &[]), &["api.example".into()]),
+            Err(HeaderError::MisdirectedHost),
+            "an allow-list never admits a request for no host"
+        );
     }
 
     #[test]

@@ -16,6 +16,11 @@ pub enum PathError {
     /// Not an origin-form path.
     #[error("path does not start with '/'")]
     NotAbsolute,
+    /// Double encoding (`%25` + two hex digits), an encoded `;`, whitespace encoded at
+    /// the edge of a segment, or invalid / overlong UTF-8: encodings that backends which
+    /// decode twice, decode `;` or trim segments read as a different path.
+    #[error("path contains an encoding that backends read differently")]
+    AmbiguousEncoding,
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -102,6 +107,149 @@ pub fn canonicalize(path: &str) -> Result<String, PathError> {
         canon.push('/');
     }
     Ok(canon)
+}
+
+/// Refuses, in a raw request path, the encodings that `strict_path_encoding` forbids:
+/// `%25` followed by two hex digits (a backend that decodes twice sees another path),
+/// `%3B` (a backend that decodes before splitting `;params` sees a parameter), whitespace
+/// encoded at the start or end of a segment (backends that trim see another segment),
+/// and percent-decoded bytes that are not valid UTF-8 (overlong forms such as `%C0%AE`
+/// are read as `.` by lenient decoders).
+///
+/// # Errors
+/// [`PathError::AmbiguousEncoding`], or [`PathError::ForbiddenEncoding`] for a broken
+/// escape.
+pub fn check_strict(raw: &str) -> Result<(), PathError> {
+    let bytes = raw.as_bytes();
+    if !bytes.contains(&b'%') {
+        // Raw bytes outside printable ASCII are refused by `canonicalize`; nothing here
+        // can be ambiguous without an escape.
+        return Ok(());
+    }
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex_val),
+                bytes.get(i + 2).copied().and_then(hex_val),
+            ) else {
+                return Err(PathError::ForbiddenEncoding);
+            };
+            let v = h * 16 + l;
+            let doubled = v == b'%'
+                && bytes.get(i + 3).copied().and_then(hex_val).is_some()
+                && bytes.get(i + 4).copied().and_then(hex_val).is_some();
+            if doubled || v == b';' {
+                return Err(PathError::AmbiguousEncoding);
+            }
+            decoded.push(v);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let text = std::str::from_utf8(&decoded).map_err(|_| PathError::AmbiguousEncoding)?;
+    let edge_space = text
+        .split('/')
+        .any(|seg| seg.starts_with(char::is_whitespace) || seg.ends_with(char::is_whitespace));
+    if edge_space {
+        return Err(PathError::AmbiguousEncoding);
+    }
+    Ok(())
+}
+
+fn percent_decode_once(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex_val),
+                bytes.get(i + 2).copied().and_then(hex_val),
+            )
+        {
+            out.push(h * 16 + l);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Folds two-byte overlong UTF-8 forms of ASCII (`C0 AE` -> `.`), as lenient decoders do.
+fn fold_overlong(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1)) {
+            (b0 @ (0xC0 | 0xC1), Some(&b1)) if (0x80..0xC0).contains(&b1) => {
+                out.push(((b0 & 0x1F) << 6) | (b1 & 0x3F));
+                i += 2;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// How the most generous backend could read a canonical path: percent-decoded until
+/// stable (at most three rounds), overlong UTF-8 folded, `\` taken as `/`, `;params`
+/// dropped, whitespace and trailing dots trimmed from every segment, dot segments
+/// resolved again. Rules that require a token also match this reading, and public rules
+/// must match it too, so no spelling a backend folds can reach a restricted path through
+/// a weaker rule.
+///
+/// Returns `None` when that reading climbs above the root (never public).
+#[must_use]
+pub fn backend_reading(canonical: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let plain = !canonical
+        .bytes()
+        .any(|b| matches!(b, b'%' | b';' | b'.' | b'\\'));
+    if plain {
+        return Some(std::borrow::Cow::Borrowed(canonical));
+    }
+    let mut bytes = canonical.as_bytes().to_vec();
+    for _ in 0..3 {
+        let next = percent_decode_once(&bytes);
+        if next == bytes {
+            break;
+        }
+        bytes = next;
+    }
+    let bytes = fold_overlong(&bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let mut out: Vec<&str> = Vec::new();
+    for seg in text.split(['/', '\\']) {
+        let seg = seg.split(';').next().unwrap_or("").trim();
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop()?;
+            }
+            s => {
+                let s = s.trim_end_matches(|c: char| c == '.' || c.is_whitespace());
+                if !s.is_empty() {
+                    out.push(s);
+                }
+            }
+        }
+    }
+    let mut reading = String::with_capacity(canonical.len());
+    for seg in &out {
+        reading.push('/');
+        reading.push_str(seg);
+    }
+    if reading.is_empty() || (canonical.len() > 1 && canonical.ends_with('/')) {
+        reading.push('/');
+    }
+    Some(std::borrow::Cow::Owned(reading))
 }
 
 fn ends_with_dot_segment(p: &str) -> bool {
@@ -227,6 +375,56 @@ mod tests {
             Some("/api/x")
         );
         assert_eq!(strip_params("/admin;v=1/x").as_deref(), Some("/admin/x"));
+    }
+
+    #[test]
+    fn strict_mode_refuses_encodings_backends_read_differently() {
+        for p in [
+            "/public/%252e%252e/admin",
+            "/admin%253B/x",
+            "/admin%3B/x",
+            "/admin%3b/x",
+            "/admin%20/x",
+            "/%20admin/x",
+            "/admin/x%C2%A0",
+            "/public/%C0%AE%C0%AE/admin",
+            "/a%FF",
+            "/a%E2%82",
+        ] {
+            assert_eq!(check_strict(p), Err(PathError::AmbiguousEncoding), "{p}");
+        }
+        for p in [
+            "/public/My%20File.pdf",
+            "/api/caf%C3%A9",
+            "/a%25",
+            "/a%25zz",
+            "/plain/path",
+            "/a;b=c/x",
+        ] {
+            assert_eq!(check_strict(p), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn the_backend_reading_sees_through_decoding_trimming_and_params() {
+        let read = |p: &str| backend_reading(&canonicalize(p).expect(p)).map(|c| c.into_owned());
+        assert_eq!(read("/admin%20/x").as_deref(), Some("/admin/x"));
+        assert_eq!(read("/admin%3B/x").as_deref(), Some("/admin/x"));
+        assert_eq!(read("/admin%3Bv=1/x").as_deref(), Some("/admin/x"));
+        assert_eq!(
+            read("/public/%252e%252e/admin/x").as_deref(),
+            Some("/admin/x")
+        );
+        assert_eq!(read("/public/..%3B/admin/x").as_deref(), Some("/admin/x"));
+        assert_eq!(
+            read("/public/%C0%AE%C0%AE/admin/x").as_deref(),
+            Some("/admin/x")
+        );
+        assert_eq!(read("/public/%255c..%255cadmin").as_deref(), Some("/admin"));
+        assert_eq!(read("/admin./x").as_deref(), Some("/admin/x"));
+        assert_eq!(read("/public/x/").as_deref(), Some("/public/x/"));
+        assert_eq!(read("/public/x").as_deref(), Some("/public/x"));
+        assert_eq!(read("/%252e%252e/etc"), None, "climbs above the root");
     }
 
     #[test]

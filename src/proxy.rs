@@ -22,7 +22,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::sync::Notify;
 
-use crate::auth::{self, Admission, Decision, Denial, Policy};
+use crate::auth::{self, Admission, Admit, Decision, Denial, Policy};
 use crate::config::{Config, UpstreamProtocol, normalize_header_name};
 use crate::headers::{self, Forwarding, HeaderError};
 use crate::jwks::{Jwks, unix_now};
@@ -75,7 +75,7 @@ pub struct Shared {
     /// Compiled route and pool policy.
     pub policy: Policy,
     /// Normalized names of every managed identity header.
-    pub managed: Vec<String>,
+    pub managed: Arc<[String]>,
     /// Key store.
     pub jwks: Arc<Jwks>,
     /// Metrics.
@@ -105,7 +105,8 @@ impl Shared {
             .managed_headers()
             .iter()
             .map(|h| normalize_header_name(h.as_str()))
-            .collect();
+            .collect::<Vec<_>>()
+            .into();
         let cache = (config.cache.max_entries > 0).then(|| {
             crate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes)
         });
@@ -149,12 +150,14 @@ struct Outcome {
     upstream_status: Option<u16>,
 }
 
-/// The client's `X-Request-Id` if it is short and plain (`[A-Za-z0-9._:-]`, at most
-/// 128 bytes), else a new one: a per-process random prefix and a counter.
-fn request_id(parts: &Parts) -> HeaderValue {
+/// The client's `X-Request-Id` if the client is trusted with it (a `trusted_proxies`
+/// peer, or `trust_client_request_id`) and it is short and plain (`[A-Za-z0-9._:-]`, at
+/// most 128 bytes), else a new one: a per-process random prefix and a counter.
+fn request_id(parts: &Parts, trusted: bool) -> HeaderValue {
     static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    if let Some(v) = parts.headers.get("x-request-id")
+    if trusted
+        && let Some(v) = parts.headers.get("x-request-id")
         && (1..=128).contains(&v.len())
         && v.as_bytes()
             .iter()
@@ -196,7 +199,8 @@ pub async fn handle(
     let method = req.method().clone();
     let version = req.version();
     let (mut parts, body) = req.into_parts();
-    let id = request_id(&parts);
+    let trusted = shared.config.trust_client_request_id || is_trusted_peer(&shared.config, conn);
+    let id = request_id(&parts, trusted);
     let client_sent_id = parts.headers.get("x-request-id") == Some(&id);
     parts.headers.insert("x-request-id", id.clone());
     let (mut response, outcome, path) =
@@ -223,6 +227,14 @@ pub async fn handle(
         response.headers_mut().remove(header::CONNECTION);
     }
     Ok(response)
+}
+
+/// The TCP peer is in `trusted_proxies`.
+fn is_trusted_peer(cfg: &Config, conn: ConnInfo) -> bool {
+    conn.peer.is_some_and(|p| {
+        let ip = p.ip().to_canonical();
+        cfg.trusted_proxies.iter().any(|n| n.contains(&ip))
+    })
 }
 
 fn is_grpc(parts: &Parts) -> bool {
@@ -285,9 +297,10 @@ async fn process(
             }
             let label = match denial {
                 Denial::KeysUnavailable => "unavailable",
-                Denial::BadPath | Denial::MethodNotAllowed | Denial::InvalidRequest => {
-                    "bad_request"
-                }
+                Denial::BadPath
+                | Denial::MethodNotAllowed
+                | Denial::BadMethod
+                | Denial::InvalidRequest => "bad_request",
                 _ => "denied",
             };
             // Log the canonical form when there is one: never raw attacker bytes.
@@ -397,7 +410,18 @@ fn upstream_request_filter(
 ) -> Request<UpstreamBody> {
     let cfg = &shared.config;
     let peer = conn.peer.map(|p| p.ip().to_canonical());
-    let trusted_peer = peer.is_some_and(|ip| cfg.trusted_proxies.iter().any(|n| n.contains(&ip)));
+    let trusted_peer = is_trusted_peer(cfg, conn);
+    // The credential travels on only when it is the one this request was admitted with:
+    // never an unchecked one on a public route, a preflight or an anonymous request.
+    let keep_credentials =
+        cfg.identity.forward_authorization && admission.admit == Admit::Authenticated;
+    let rules = headers::Inbound {
+        identity: &cfg.identity,
+        managed: &shared.managed,
+        extra: &cfg.strip_headers,
+        trusted_peer,
+        keep_authorization: keep_credentials,
+    };
     let prior = headers::prior_hops(&parts.headers);
     let wants_trailers = parts
         .headers
@@ -408,11 +432,42 @@ fn upstream_request_filter(
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });
+    // Trailers can carry any header name (HTTP/2 and chunked HTTP/1.1): they get the same
+    // stripping as the header section before an upstream sees them.
+    let body = if parts.version == Version::HTTP_2
+        || parts.headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        let config = Arc::clone(&shared.config);
+        let managed = Arc::clone(&shared.managed);
+        body.map_frame(move |frame| match frame.into_trailers() {
+            Ok(mut trailers) => {
+                let rules = headers::Inbound {
+                    identity: &config.identity,
+                    managed: &managed,
+                    extra: &config.strip_headers,
+                    trusted_peer,
+                    keep_authorization: false,
+                };
+                headers::strip_inbound(&mut trailers, &rules);
+                http_body::Frame::trailers(trailers)
+            }
+            Err(frame) => frame,
+        })
+        .boxed()
+    } else {
+        body
+    };
     // A chunked message's length is whatever the chunks say; never pass a stale length on.
     if parts.headers.contains_key(header::TRANSFER_ENCODING) {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    headers::strip_inbound(&mut parts.headers, &cfg.identity, &shared.managed);
+    // The request id is the proxy's own header: a `Connection: x-request-id` may not
+    // remove it.
+    let request_id = parts.headers.get("x-request-id").cloned();
+    headers::strip_inbound(&mut parts.headers, &rules);
+    if let Some(id) = request_id {
+        parts.headers.insert("x-request-id", id);
+    }
     if let Some(identity) = &admission.identity {
         headers::inject_identity(&mut parts.headers, identity, &cfg.identity);
     }
@@ -448,7 +503,7 @@ fn upstream_request_filter(
             .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     if let Some(name) = &admission.token_cookie
-        && !cfg.identity.forward_authorization
+        && !keep_credentials
     {
         headers::remove_cookie(&mut parts.headers, name);
     }
@@ -712,6 +767,12 @@ pub fn deny_response(denial: &Denial, realm: &str, method: &Method) -> Response<
             r#"{"error":"method_not_allowed"}"#,
             false,
         ),
+        Denial::BadMethod => (
+            StatusCode::BAD_REQUEST,
+            None,
+            r#"{"error":"bad_request"}"#,
+            false,
+        ),
         Denial::InvalidRequest => (
             StatusCode::BAD_REQUEST,
             Some(challenge(", error=\"invalid_request\"")),
@@ -767,6 +828,14 @@ pub fn deny_response(denial: &Denial, realm: &str, method: &Method) -> Response<
             StatusCode::FORBIDDEN,
             Some(challenge(&format!(
                 ", error=\"insufficient_scope\", scope=\"{scopes}\""
+            ))),
+            r#"{"error":"insufficient_scope"}"#,
+            false,
+        ),
+        Denial::ScopesNeedAccessToken { scopes } => (
+            StatusCode::FORBIDDEN,
+            Some(challenge(&format!(
+                ", error=\"insufficient_scope\", error_description=\"This route requires an access token with one of its scopes\", scope=\"{scopes}\""
             ))),
             r#"{"error":"insufficient_scope"}"#,
             false,

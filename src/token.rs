@@ -202,7 +202,7 @@ pub struct Claims {
     pub verified_email: Option<String>,
     /// `cognito:groups`.
     pub groups: Vec<String>,
-    /// `scope`, split on spaces.
+    /// `scope`, split on spaces (access tokens only; always empty for ID tokens).
     pub scopes: BTreeSet<String>,
     /// The whole payload, for configured claim mappings and the claims header.
     pub raw: Map<String, Value>,
@@ -237,7 +237,7 @@ impl Claims {
     ///
     /// # Errors
     /// [`TokenError::Claims`].
-    pub fn from_payload(payload: Map<String, Value>) -> Result<Self, TokenError> {
+    pub fn from_payload(mut payload: Map<String, Value>) -> Result<Self, TokenError> {
         let iss = str_claim(&payload, "iss")?
             .ok_or(TokenError::Claims)?
             .to_owned();
@@ -282,7 +282,13 @@ impl Claims {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(TokenError::Claims),
         };
-        let scopes = str_claim(&payload, "scope")?
+        // Scopes belong to access tokens only: an ID token's `scope` claim (a
+        // pre-token-generation trigger can add one) is never read.
+        let scope = match token_use {
+            TokenUse::Access => str_claim(&payload, "scope")?,
+            TokenUse::Id => None,
+        };
+        let scopes = scope
             .map(|s| {
                 s.split(' ')
                     .filter(|s| !s.is_empty())
@@ -290,6 +296,10 @@ impl Claims {
                     .collect()
             })
             .unwrap_or_default();
+        if token_use == TokenUse::Id {
+            // Not even the all-claims header or a claim mapping may carry it onwards.
+            payload.remove("scope");
+        }
         Ok(Self {
             sub,
             iss,

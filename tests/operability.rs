@@ -161,7 +161,14 @@ async fn jwks_and_upstream_failures_are_counted_by_kind() {
 
 #[tokio::test]
 async fn request_ids_are_kept_or_created_and_trace_context_passes_untouched() {
-    let env = Env::start().await;
+    // A request id is kept only from a trusted hop (here: every loopback peer).
+    let env = Env::start_custom(
+        JwksAnswer::Json(jwks_of(&["k1", "k2"])),
+        r#"trusted_proxies = ["127.0.0.1/32"]"#,
+        "",
+        true,
+    )
+    .await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let r = env
         .client

@@ -178,6 +178,8 @@ pub struct Seen {
     pub version: http::Version,
     pub headers: http::HeaderMap,
     pub body_len: usize,
+    /// Request trailers, when the body ended with some.
+    pub trailers: Option<http::HeaderMap>,
 }
 
 impl Seen {
@@ -218,9 +220,15 @@ impl Upstream {
                 // Count the body chunk by chunk: never buffer it whole.
                 let mut body = body;
                 let mut len = 0;
+                let mut trailers = None;
                 while let Some(frame) = body.frame().await {
                     match frame {
-                        Ok(f) => len += f.data_ref().map_or(0, |d| d.len()),
+                        Ok(f) => {
+                            len += f.data_ref().map_or(0, |d| d.len());
+                            if let Ok(t) = f.into_trailers() {
+                                trailers = Some(t);
+                            }
+                        }
                         Err(_) => break,
                     }
                 }
@@ -230,6 +238,7 @@ impl Upstream {
                     version: parts.version,
                     headers: parts.headers.clone(),
                     body_len: len,
+                    trailers,
                 });
                 a.notify_waiters();
                 if !delay.is_zero() {
