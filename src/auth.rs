@@ -15,6 +15,7 @@ use http::{Method, header};
 
 use crate::cache::{Entry, TokenCache};
 use crate::config::{AuthMode, Config, PathMatch, PreflightMode, RouteConfig, TokenUse};
+use crate::credential;
 use crate::jwks::KeysSnapshot;
 use crate::path;
 use crate::token::{self, Claims, TokenError};
@@ -429,32 +430,20 @@ enum Credential<'a> {
     Bearer(&'a str),
 }
 
-fn query_param<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts.uri.query().and_then(|q| {
-        q.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k == name).then_some(v)
-        })
-    })
-}
-
-fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then_some(v.trim_matches('"'))
-        })
+/// The only value of a credential source, or `Err` when it occurs more than once (two
+/// credentials, even of one kind, are an invalid request).
+fn single<'a>(mut values: impl Iterator<Item = &'a str>) -> Result<Option<&'a str>, Denial> {
+    match (values.next(), values.next()) {
+        (Some(_), Some(_)) => Err(Denial::InvalidRequest),
+        (first, None) => Ok(first),
+        (None, Some(_)) => Ok(None),
+    }
 }
 
 /// The bearer credential, from the `Authorization` header, or from the query parameter
 /// or cookie a route opted in to (browsers cannot set headers on WebSockets). Offering
 /// more than one is an invalid request (RFC 6750 section 2).
-fn extract<'a>(parts: &'a Parts, route: &RouteConfig) -> Result<Credential<'a>, Denial> {
+fn extract<'a>(parts: &'a Parts, route: &'a RouteConfig) -> Result<Credential<'a>, Denial> {
     let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
     let header_token = match values.next() {
         None => None,
@@ -473,10 +462,18 @@ fn extract<'a>(parts: &'a Parts, route: &RouteConfig) -> Result<Credential<'a>, 
     } else {
         route.token_query_param.as_str()
     };
-    let query_token = query_param(parts, query_name);
-    let cookie_token = (!route.token_cookie.is_empty())
-        .then(|| cookie(parts, &route.token_cookie))
-        .flatten();
+    let query_token = match parts.uri.query() {
+        Some(q) => single(credential::query_values(q, query_name))?,
+        None => None,
+    };
+    let cookie_token = if route.token_cookie.is_empty() {
+        None
+    } else {
+        single(credential::cookie_values(
+            &parts.headers,
+            &route.token_cookie,
+        ))?
+    };
     let accepted_query = query_token.filter(|_| !route.token_query_param.is_empty());
     let offered = [
         header_token.is_some(),

@@ -258,6 +258,7 @@ struct RawLimits {
     idle_timeout_seconds: Option<u64>,
     h2_max_concurrent_streams: Option<u32>,
     websocket_idle_timeout_seconds: Option<u64>,
+    request_body_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -358,8 +359,11 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Upstream TCP connect timeout (502 after it).
     pub upstream_connect_timeout: Duration,
-    /// Time allowed for the upstream's response headers (504 after it).
+    /// Time allowed for the upstream's response headers, counted from the end of the
+    /// request body (504 after it).
     pub upstream_timeout: Duration,
+    /// A request body that delivers nothing for this long is abandoned (408).
+    pub request_body_timeout: Duration,
     /// How long idle pooled upstream connections are kept.
     pub upstream_idle_timeout: Duration,
     /// Largest request body; `None` = unlimited (bodies stream).
@@ -575,6 +579,19 @@ impl Config {
     /// Returns every problem found, each naming its key.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         Self::from_figment(&figment(file))
+    }
+
+    /// Loads and validates configuration from TOML text (the exact bytes of a file that
+    /// was read once), with `COGNITO_SIDECAR_*` variables on top, as [`Config::load`]
+    /// does for a path.
+    ///
+    /// # Errors
+    /// Returns every problem found, each naming its key.
+    pub fn load_text(text: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(
+            &Figment::from(Toml::string(text))
+                .merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__")),
+        )
     }
 
     /// Loads and validates configuration from TOML text only (no environment).
@@ -1226,6 +1243,11 @@ impl Validator {
                 self,
                 "upstream_timeout_seconds",
                 raw.upstream_timeout_seconds.unwrap_or(60),
+            )),
+            request_body_timeout: Duration::from_secs(positive(
+                self,
+                "request_body_timeout_seconds",
+                raw.request_body_timeout_seconds.unwrap_or(30),
             )),
             upstream_idle_timeout: Duration::from_secs(
                 raw.upstream_idle_timeout_seconds.unwrap_or(90),

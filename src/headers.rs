@@ -258,14 +258,7 @@ pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .map(str::trim)
-                .filter(|pair| pair.split('=').next() != Some(name))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .filter(|v| !v.is_empty())
+        .filter_map(|v| crate::credential::cookie_header_without(v, name))
         .collect();
     headers.remove(header::COOKIE);
     for v in values {

@@ -514,6 +514,27 @@ impl Jwks {
         Ok(body)
     }
 
+    /// Gives pool `i`, if it has no keys yet, keys fetched by an earlier key store for
+    /// the same issuers (a reload keeps verifying while the new JWKS URL is unreachable).
+    /// They keep their fetch time, so `max_stale_seconds` still ends their use.
+    pub fn carry_over(&self, i: usize, keys: &PoolKeys) {
+        let Ok(_guard) = self.write.lock() else {
+            return;
+        };
+        let mut next = (*self.snapshot.load_full()).clone();
+        if let Some(p) = next.pools.get_mut(i)
+            && p.keys.is_none()
+            && keys.keys.is_some()
+        {
+            *p = keys.clone();
+        }
+        let all = next.pools.iter().all(|p| p.keys.is_some());
+        self.snapshot.store(Arc::new(next));
+        if all {
+            self.ready.send_if_modified(|r| !std::mem::replace(r, true));
+        }
+    }
+
     /// Replaces pool `i`'s keys (also used by the demo's embedded issuer and tests).
     pub fn publish(&self, i: usize, keys: Arc<KeySet>) {
         let Ok(_guard) = self.write.lock() else {

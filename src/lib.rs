@@ -33,6 +33,7 @@ pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod credential;
 pub mod demo;
 pub mod diagnose;
 pub mod headers;
@@ -45,6 +46,7 @@ pub mod reload;
 pub mod server;
 pub mod tls;
 pub mod token;
+pub mod upload;
 pub mod upstream;
 
 use std::future::Future;
@@ -141,7 +143,10 @@ pub async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new()?);
-    for reason in auth::Denial::REASONS.iter().chain(&["body_too_large"]) {
+    for reason in auth::Denial::REASONS
+        .iter()
+        .chain(&["body_too_large", "body_timeout"])
+    {
         metrics.denied.with_label_values(&[reason]);
     }
     let proxy_addr = listeners

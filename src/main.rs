@@ -7,18 +7,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use cognito_sidecar::config::{Config, LogFormat};
-use cognito_sidecar::reload::Live;
 use cognito_sidecar::{Listeners, StartError, demo, diagnose};
 
 /// Exit code for configuration and usage errors (BSD `EX_USAGE`).
 const EX_USAGE: u8 = 64;
-
-/// How often the configuration file is checked for changes.
-const CONFIG_POLL: Duration = Duration::from_secs(2);
 
 /// Authenticating reverse proxy for Amazon Cognito user-pool tokens.
 ///
@@ -139,57 +134,6 @@ fn load(path: Option<&Path>) -> Result<Config, String> {
     })
 }
 
-/// Reloads on SIGHUP and when the file's content changes.
-async fn reload_loop(live: Arc<Live>, path: Option<PathBuf>) {
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let read = |p: &Option<PathBuf>| p.as_ref().and_then(|p| std::fs::read(p).ok());
-    let mut last = read(&path);
-    loop {
-        let hup_fired = async {
-            #[cfg(unix)]
-            if let Some(h) = hup.as_mut() {
-                h.recv().await;
-                return;
-            }
-            std::future::pending::<()>().await;
-        };
-        let trigger = tokio::select! {
-            () = hup_fired => "SIGHUP",
-            () = tokio::time::sleep(CONFIG_POLL) => {
-                let now = read(&path);
-                if now == last { continue; }
-                last = now;
-                "file change"
-            }
-        };
-        let metrics = &live.load().metrics;
-        match load(path.as_deref()) {
-            Err(e) => {
-                metrics.config_reloads.with_label_values(&["invalid"]).inc();
-                tracing::error!(trigger, error = %e, "new configuration rejected; the previous one keeps serving");
-            }
-            Ok(cfg) => match live.reload(cfg).await {
-                Ok(report) => {
-                    metrics.config_reloads.with_label_values(&["success"]).inc();
-                    tracing::info!(
-                        trigger,
-                        keys_rebuilt = report.keys_rebuilt,
-                        "configuration reloaded"
-                    );
-                    for key in report.restart_required {
-                        tracing::warn!(key, "changed, but only takes effect after a restart");
-                    }
-                }
-                Err(e) => {
-                    metrics.config_reloads.with_label_values(&["error"]).inc();
-                    tracing::error!(trigger, error = %e, "configuration reload failed; the previous one keeps serving");
-                }
-            },
-        }
-    }
-}
-
 fn run(runtime: &tokio::runtime::Runtime, path: Option<PathBuf>) -> ExitCode {
     let cfg = match load(path.as_deref()) {
         Ok(cfg) => cfg,
@@ -209,7 +153,10 @@ fn run(runtime: &tokio::runtime::Runtime, path: Option<PathBuf>) -> ExitCode {
         };
         match cognito_sidecar::start(cfg, listeners, shutdown_signal()).await {
             Ok(running) => {
-                let reloader = tokio::spawn(reload_loop(Arc::clone(&running.live), path));
+                let reloader = tokio::spawn(cognito_sidecar::reload::watch(
+                    Arc::clone(&running.live),
+                    cognito_sidecar::reload::WatchSettings::for_file(path),
+                ));
                 running.wait().await;
                 reloader.abort();
                 ExitCode::SUCCESS

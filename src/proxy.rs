@@ -27,6 +27,7 @@ use crate::config::{Config, UpstreamProtocol, normalize_header_name};
 use crate::headers::{self, Forwarding, HeaderError};
 use crate::jwks::{Jwks, unix_now};
 use crate::metrics::Metrics;
+use crate::upload::{self, Expired};
 use crate::upstream::{self, UpstreamBody, UpstreamClient, UpstreamError};
 
 /// Response body type: upstream bodies stream through; local answers are small.
@@ -509,13 +510,7 @@ fn upstream_request_filter(
     }
     let query = match (&admission.token_query_param, parts.uri.query()) {
         // A token taken from the query never travels further (backend access logs).
-        (Some(name), Some(q)) => {
-            let kept: Vec<&str> = q
-                .split('&')
-                .filter(|kv| kv.split('=').next() != Some(name.as_str()))
-                .collect();
-            (!kept.is_empty()).then(|| kept.join("&"))
-        }
+        (Some(name), Some(q)) => crate::credential::query_without(q, name),
         (_, q) => q.map(str::to_owned),
     };
     let path_and_query = match query {
@@ -578,8 +573,16 @@ async fn call_upstream(
     shared: &Shared,
     client_upgrade: Option<OnUpgrade>,
 ) -> (Response<ProxyBody>, Option<&'static str>) {
-    let timeout = shared.config.limits.upstream_timeout;
-    match tokio::time::timeout(timeout, shared.client.request(req)).await {
+    let limits = &shared.config.limits;
+    let (parts, body) = req.into_parts();
+    let (body, deadline) =
+        upload::track(body, limits.upstream_timeout, limits.request_body_timeout);
+    let req = Request::from_parts(parts, body.boxed());
+    let answer = tokio::select! {
+        r = shared.client.request(req) => Ok(r),
+        why = deadline.expired() => Err(why),
+    };
+    match answer {
         Ok(Ok(mut resp)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
             // Only a WebSocket upgrade that the route allowed and the proxy asked for
             // may switch protocols; anything else is a confused or hostile backend.
@@ -632,7 +635,21 @@ async fn call_upstream(
                 Some(kind),
             )
         }
-        Err(_) => {
+        Err(Expired::Body) => {
+            shared
+                .metrics
+                .denied
+                .with_label_values(&["body_timeout"])
+                .inc();
+            let mut r = simple(
+                StatusCode::REQUEST_TIMEOUT,
+                r#"{"error":"request_timeout"}"#,
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            (r, Some("body_timeout"))
+        }
+        Err(Expired::Upstream) => {
             shared
                 .metrics
                 .upstream_errors

@@ -6,9 +6,14 @@
 //! TLS files, connection-level limits, shutdown timings) are reported as needing a
 //! restart. An invalid configuration never gets here: it is rejected by validation
 //! and the old one keeps serving.
+//!
+//! [`watch`] is the reload loop: SIGHUP, or a change of the file's content that has
+//! settled (the same bytes across a settle interval, so a file written in several steps
+//! is never loaded half-written), and it parses exactly the bytes it saw settle.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
@@ -29,6 +34,18 @@ pub struct Live {
     reloading: tokio::sync::Mutex<()>,
 }
 
+/// Why a reload was not applied (the previous configuration keeps serving).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new key store or upstream client could not be built.
+    #[error(transparent)]
+    Build(#[from] StartError),
+    /// New pools (or pools with new issuers) could not load keys in time; applying the
+    /// configuration would turn their traffic into 503s.
+    #[error("no keys could be loaded for pool(s) {}; keeping the previous configuration", .0.join(", "))]
+    KeysUnavailable(Vec<String>),
+}
+
 /// What a reload changed, and what it could not.
 #[derive(Debug, Default)]
 pub struct ReloadReport {
@@ -36,6 +53,9 @@ pub struct ReloadReport {
     pub restart_required: Vec<&'static str>,
     /// Whether the key store was rebuilt (pools or JWKS URLs changed).
     pub keys_rebuilt: bool,
+    /// Pools whose new JWKS could not be fetched yet and which keep verifying with the
+    /// keys of the previous configuration (same issuers).
+    pub keys_carried_over: Vec<String>,
 }
 
 fn pools_signature(cfg: &Config) -> Vec<(String, String)> {
@@ -91,9 +111,9 @@ impl Live {
     /// Swaps in a new, already validated configuration.
     ///
     /// # Errors
-    /// [`StartError`] if its JWKS or upstream client cannot be built; the old
-    /// configuration then stays in force.
-    pub async fn reload(&self, new: Config) -> Result<ReloadReport, StartError> {
+    /// [`ReloadError`] if its JWKS or upstream client cannot be built, or a pool that
+    /// had no keys before cannot load any; the old configuration then stays in force.
+    pub async fn reload(&self, new: Config) -> Result<ReloadReport, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let old = self.load();
         let mut report = ReloadReport::default();
@@ -137,13 +157,45 @@ impl Live {
             for p in &new.pools {
                 self.metrics.init_pool(&p.name);
             }
-            let jwks = Jwks::new(&new.pools, new.jwks.clone(), Arc::clone(&self.metrics))?;
+            let jwks = Jwks::new(&new.pools, new.jwks.clone(), Arc::clone(&self.metrics))
+                .map_err(StartError::from)?;
             let (tx, rx) = watch::channel(false);
             jwks.spawn_refreshers(rx);
-            // Give the new pools a moment to load keys so the swap does not turn
-            // verifiable traffic into 503s; a slow IdP does not block the reload.
+            // Give the new pools time to load keys so the swap does not turn verifiable
+            // traffic into 503s.
             let mut ready = jwks.ready();
             let _ = tokio::time::timeout(new.jwks.fetch_timeout, ready.wait_for(|r| *r)).await;
+            // A pool whose issuers are unchanged keeps its previous keys until the new
+            // JWKS URL answers; a pool that never had keys stops the reload.
+            let before = old.jwks.snapshot();
+            let mut unloaded = Vec::new();
+            for (i, p) in new.pools.iter().enumerate() {
+                if jwks
+                    .snapshot()
+                    .pools
+                    .get(i)
+                    .is_some_and(|k| k.keys.is_some())
+                {
+                    continue;
+                }
+                let previous = o
+                    .pools
+                    .iter()
+                    .position(|q| q.issuers == p.issuers)
+                    .and_then(|j| before.pools.get(j))
+                    .filter(|k| k.keys.is_some());
+                match previous {
+                    Some(keys) => {
+                        jwks.carry_over(i, keys);
+                        report.keys_carried_over.push(p.name.clone());
+                    }
+                    None => unloaded.push(p.name.clone()),
+                }
+            }
+            if !unloaded.is_empty() {
+                let _ = tx.send(true);
+                return Err(ReloadError::KeysUnavailable(unloaded));
+            }
             report.keys_rebuilt = true;
             (jwks, Some(tx))
         };
@@ -152,7 +204,8 @@ impl Live {
             jwks,
             Arc::clone(&self.metrics),
             Arc::clone(&self.websockets),
-        )?;
+        )
+        .map_err(StartError::from)?;
         self.current.store(Arc::new(shared));
         if let Some(tx) = stop
             && let Ok(mut current) = self.jwks_stop.lock()
@@ -169,5 +222,120 @@ impl Live {
             .map_or(0.0, |d| d.as_secs() as f64);
         self.metrics.config_last_reload.set(now);
         Ok(report)
+    }
+}
+
+/// How [`watch`] follows the configuration.
+#[derive(Debug, Clone)]
+pub struct WatchSettings {
+    /// The configuration file (`None`: environment only; SIGHUP still reloads).
+    pub path: Option<PathBuf>,
+    /// How often the file is read for changes.
+    pub poll: Duration,
+    /// A changed file must read the same across this interval before it is loaded.
+    pub settle: Duration,
+    /// Reload on SIGHUP too.
+    pub sighup: bool,
+}
+
+impl WatchSettings {
+    /// The production settings: poll every 2 s, settle 1 s, SIGHUP on.
+    #[must_use]
+    pub fn for_file(path: Option<PathBuf>) -> Self {
+        Self {
+            path,
+            poll: Duration::from_secs(2),
+            settle: Duration::from_secs(1),
+            sighup: true,
+        }
+    }
+}
+
+/// The file's bytes once they read the same across `settle` (a writer that is still
+/// writing changes them); `None` if it cannot be read or never settles.
+async fn read_settled(path: &std::path::Path, settle: Duration) -> Option<Vec<u8>> {
+    let mut seen = std::fs::read(path).ok()?;
+    for _ in 0..30 {
+        tokio::time::sleep(settle).await;
+        let now = std::fs::read(path).ok()?;
+        if now == seen {
+            return Some(now);
+        }
+        seen = now;
+    }
+    None
+}
+
+/// Reloads on SIGHUP and when the file's content changes and settles; runs until the
+/// task is dropped. Every outcome is counted in `config_reloads_total` and logged.
+pub async fn watch(live: Arc<Live>, settings: WatchSettings) {
+    #[cfg(unix)]
+    let mut hup = settings
+        .sighup
+        .then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok())
+        .flatten();
+    let path = settings.path.clone();
+    let mut last = path.as_ref().and_then(|p| std::fs::read(p).ok());
+    loop {
+        let hup_fired = async {
+            #[cfg(unix)]
+            if let Some(h) = hup.as_mut() {
+                h.recv().await;
+                return;
+            }
+            std::future::pending::<()>().await;
+        };
+        let trigger = tokio::select! {
+            () = hup_fired => "SIGHUP",
+            () = tokio::time::sleep(settings.poll) => {
+                let now = path.as_ref().and_then(|p| std::fs::read(p).ok());
+                if now == last { continue; }
+                "file change"
+            }
+        };
+        let metrics = Arc::clone(&live.load().metrics);
+        let loaded = match &path {
+            None => Config::load(None).map_err(|e| format!("environment: {e}")),
+            Some(p) => match read_settled(p, settings.settle).await {
+                None => Err(format!("{}: unreadable or still changing", p.display())),
+                Some(bytes) => {
+                    last = Some(bytes.clone());
+                    String::from_utf8(bytes)
+                        .map_err(|_| format!("{}: not UTF-8", p.display()))
+                        .and_then(|text| {
+                            Config::load_text(&text).map_err(|e| format!("{}: {e}", p.display()))
+                        })
+                }
+            },
+        };
+        match loaded {
+            Err(e) => {
+                metrics.config_reloads.with_label_values(&["invalid"]).inc();
+                tracing::error!(trigger, error = %e, "new configuration rejected; the previous one keeps serving");
+            }
+            Ok(cfg) => match live.reload(cfg).await {
+                Ok(report) => {
+                    metrics.config_reloads.with_label_values(&["success"]).inc();
+                    tracing::info!(
+                        trigger,
+                        keys_rebuilt = report.keys_rebuilt,
+                        "configuration reloaded"
+                    );
+                    for pool in report.keys_carried_over {
+                        tracing::warn!(
+                            pool,
+                            "new JWKS not reachable yet; verifying with the previous keys"
+                        );
+                    }
+                    for key in report.restart_required {
+                        tracing::warn!(key, "changed, but only takes effect after a restart");
+                    }
+                }
+                Err(e) => {
+                    metrics.config_reloads.with_label_values(&["error"]).inc();
+                    tracing::error!(trigger, error = %e, "configuration reload failed; the previous one keeps serving");
+                }
+            },
+        }
     }
 }
