@@ -259,6 +259,7 @@ struct RawLimits {
     h2_max_concurrent_streams: Option<u32>,
     websocket_idle_timeout_seconds: Option<u64>,
     request_body_timeout_seconds: Option<u64>,
+    websocket_close_on_token_expiry: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -364,6 +365,8 @@ pub struct Limits {
     pub upstream_timeout: Duration,
     /// A request body that delivers nothing for this long is abandoned (408).
     pub request_body_timeout: Duration,
+    /// Close a bridged WebSocket when the token that opened it expires (plus leeway).
+    pub websocket_close_on_token_expiry: bool,
     /// How long idle pooled upstream connections are kept.
     pub upstream_idle_timeout: Duration,
     /// Largest request body; `None` = unlimited (bodies stream).
@@ -1244,6 +1247,7 @@ impl Validator {
                 "upstream_timeout_seconds",
                 raw.upstream_timeout_seconds.unwrap_or(60),
             )),
+            websocket_close_on_token_expiry: raw.websocket_close_on_token_expiry.unwrap_or(true),
             request_body_timeout: Duration::from_secs(positive(
                 self,
                 "request_body_timeout_seconds",

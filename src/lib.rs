@@ -48,6 +48,7 @@ pub mod tls;
 pub mod token;
 pub mod upload;
 pub mod upstream;
+pub mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -19,8 +19,6 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
-use tokio::sync::Notify;
 
 use crate::auth::{self, Admission, Admit, Decision, Denial, Policy};
 use crate::config::{Config, UpstreamProtocol, normalize_header_name};
@@ -29,45 +27,12 @@ use crate::jwks::{Jwks, unix_now};
 use crate::metrics::Metrics;
 use crate::upload::{self, Expired};
 use crate::upstream::{self, UpstreamBody, UpstreamClient, UpstreamError};
+use crate::websocket;
 
 /// Response body type: upstream bodies stream through; local answers are small.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
-/// Counts bridged WebSocket sessions so a drain can wait for them.
-#[derive(Default)]
-pub struct Sessions {
-    open: AtomicUsize,
-    closed: Notify,
-}
-
-struct SessionGuard(Arc<Sessions>, Arc<Metrics>);
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
-        self.1.websocket_sessions.dec();
-        self.0.closed.notify_waiters();
-    }
-}
-
-impl Sessions {
-    fn enter(self: &Arc<Self>, metrics: &Arc<Metrics>) -> SessionGuard {
-        self.open.fetch_add(1, Ordering::SeqCst);
-        metrics.websocket_sessions.inc();
-        SessionGuard(Arc::clone(self), Arc::clone(metrics))
-    }
-
-    /// Resolves when no session is open.
-    pub async fn wait_idle(&self) {
-        loop {
-            let closed = self.closed.notified();
-            if self.open.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            closed.await;
-        }
-    }
-}
+pub use crate::websocket::Sessions;
 
 /// Everything a request handler needs, shared by all connections.
 pub struct Shared {
@@ -238,6 +203,16 @@ fn is_trusted_peer(cfg: &Config, conn: ConnInfo) -> bool {
     })
 }
 
+/// A copy of a request head (method, URI, version, headers; no extensions).
+fn head_copy(parts: &Parts) -> Parts {
+    let mut copy = Request::new(()).into_parts().0;
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    copy
+}
+
 fn is_grpc(parts: &Parts) -> bool {
     parts
         .headers
@@ -337,7 +312,13 @@ async fn process(
     }
     let websocket = admission.websocket && is_websocket_upgrade(&parts);
     let client_upgrade = if websocket {
-        parts.extensions.remove::<OnUpgrade>()
+        parts.extensions.remove::<OnUpgrade>().map(|upgrade| {
+            let admitted = websocket::Admitted {
+                parts: head_copy(&parts),
+                expires: admission.identity.as_ref().map(|i| i.claims.exp),
+            };
+            (upgrade, admitted)
+        })
     } else {
         None
     };
@@ -571,7 +552,7 @@ fn is_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
 async fn call_upstream(
     req: Request<UpstreamBody>,
     shared: &Shared,
-    client_upgrade: Option<OnUpgrade>,
+    client_upgrade: Option<(OnUpgrade, websocket::Admitted)>,
 ) -> (Response<ProxyBody>, Option<&'static str>) {
     let limits = &shared.config.limits;
     let (parts, body) = req.into_parts();
@@ -586,7 +567,7 @@ async fn call_upstream(
         Ok(Ok(mut resp)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
             // Only a WebSocket upgrade that the route allowed and the proxy asked for
             // may switch protocols; anything else is a confused or hostile backend.
-            let Some(client_upgrade) = client_upgrade else {
+            let Some((client_upgrade, admitted)) = client_upgrade else {
                 shared
                     .metrics
                     .upstream_errors
@@ -606,7 +587,7 @@ async fn call_upstream(
             parts
                 .headers
                 .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            spawn_bridge(client_upgrade, upstream_upgrade, shared);
+            websocket::spawn_bridge(client_upgrade, upstream_upgrade, shared, admitted);
             (Response::from_parts(parts, empty()), None)
         }
         Ok(Ok(resp)) => {
@@ -664,44 +645,6 @@ async fn call_upstream(
             )
         }
     }
-}
-
-/// Copies bytes both ways between the upgraded client and upstream connections until
-/// either side closes, or nothing moves for `websocket_idle_timeout`.
-fn spawn_bridge(client: OnUpgrade, upstream: OnUpgrade, shared: &Shared) {
-    let guard = shared.websockets.enter(&shared.metrics);
-    let idle = shared.config.limits.websocket_idle_timeout;
-    tokio::spawn(async move {
-        let _guard = guard;
-        let (client, upstream) = match tokio::join!(client, upstream) {
-            (Ok(c), Ok(u)) => (c, u),
-            (c, u) => {
-                tracing::debug!(
-                    client_ok = c.is_ok(),
-                    upstream_ok = u.is_ok(),
-                    "WebSocket upgrade did not complete"
-                );
-                return;
-            }
-        };
-        let activity = crate::server::Activity::new();
-        let mut client = crate::server::Tracked::new(TokioIo::new(client), activity.clone());
-        let mut upstream = TokioIo::new(upstream);
-        let watchdog = async {
-            loop {
-                tokio::time::sleep(idle / 4).await;
-                if activity.idle_for() >= idle {
-                    return;
-                }
-            }
-        };
-        tokio::select! {
-            r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-                tracing::debug!(ok = r.is_ok(), "WebSocket closed");
-            }
-            () = watchdog => tracing::debug!("closing idle WebSocket"),
-        }
-    });
 }
 
 fn empty() -> ProxyBody {

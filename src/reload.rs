@@ -79,9 +79,15 @@ impl Live {
         let (stop_tx, stop_rx) = watch::channel(false);
         jwks.spawn_refreshers(stop_rx);
         let websockets = Arc::<Sessions>::default();
-        let shared = Shared::new(config, jwks, Arc::clone(&metrics), Arc::clone(&websockets))?;
+        let shared = Arc::new(Shared::new(
+            config,
+            jwks,
+            Arc::clone(&metrics),
+            Arc::clone(&websockets),
+        )?);
+        websockets.config_changed(&shared);
         Ok(Arc::new(Self {
-            current: ArcSwap::from_pointee(shared),
+            current: ArcSwap::new(shared),
             metrics,
             websockets,
             jwks_stop: Mutex::new(stop_tx),
@@ -206,7 +212,10 @@ impl Live {
             Arc::clone(&self.websockets),
         )
         .map_err(StartError::from)?;
-        self.current.store(Arc::new(shared));
+        let shared = Arc::new(shared);
+        self.current.store(Arc::clone(&shared));
+        // Bridged WebSockets re-check their admission under the new rules.
+        self.websockets.config_changed(&shared);
         if let Some(tx) = stop
             && let Ok(mut current) = self.jwks_stop.lock()
         {

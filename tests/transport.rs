@@ -671,6 +671,88 @@ async fn authenticated_websockets_are_bridged_both_ways_until_close() {
     assert!(headers.get("authorization").is_none());
 }
 
+/// A WebSocket env whose pool has no leeway, so expiry is exact.
+async fn ws_env(top: &str) -> (Env, Arc<Mutex<Vec<(String, http::HeaderMap)>>>) {
+    let seen: Arc<Mutex<Vec<(String, http::HeaderMap)>>> = Arc::default();
+    let ws_addr = start_ws_upstream(Arc::clone(&seen)).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let text = config_text(&jwks.url(), ws_addr, top, WS_ROUTES).replace(
+        "token_use = [\"id\", \"access\"]",
+        "token_use = [\"id\", \"access\"]\nleeway_seconds = 0",
+    );
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    (env, seen)
+}
+
+/// Waits (bounded) for the proxy to end a bridged session.
+async fn ws_ended(ws: &mut tokio_tungstenite::WebSocketStream<TcpStream>) {
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the session was not ended");
+}
+
+async fn ws_echoes(ws: &mut tokio_tungstenite::WebSocketStream<TcpStream>) -> bool {
+    ws.send(Message::Text("ping".into())).await.is_ok()
+        && matches!(ws.next().await, Some(Ok(Message::Text(t))) if t == "ping")
+}
+
+#[tokio::test]
+async fn a_bridged_websocket_ends_when_its_token_expires() {
+    let (env, _) = ws_env("").await;
+    let token = mint(&with(access_claims(), "exp", serde_json::json!(now() + 2)));
+    let mut ws = ws_connect(env.sidecar.proxy_addr, "/ws/chat", Some(&token))
+        .await
+        .unwrap();
+    assert!(ws_echoes(&mut ws).await);
+    ws_ended(&mut ws).await;
+}
+
+#[tokio::test]
+async fn a_bridged_websocket_may_outlive_its_token_when_configured() {
+    let (env, _) = ws_env("[limits]\nwebsocket_close_on_token_expiry = false\n").await;
+    let exp = now() + 1;
+    let token = mint(&with(access_claims(), "exp", serde_json::json!(exp)));
+    let mut ws = ws_connect(env.sidecar.proxy_addr, "/ws/chat", Some(&token))
+        .await
+        .unwrap();
+    // Past expiry (the proxy would have checked at exp + 1).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(now() > exp + 1);
+    assert!(ws_echoes(&mut ws).await, "the session still runs");
+}
+
+#[tokio::test]
+async fn a_reload_that_refuses_the_token_ends_its_bridged_websocket() {
+    let (env, _) = ws_env("").await;
+    let user = mint(&access_claims());
+    let mut ws = ws_connect(env.sidecar.proxy_addr, "/ws/chat", Some(&user))
+        .await
+        .unwrap();
+    assert!(ws_echoes(&mut ws).await);
+    // An unrelated reload leaves the session alone.
+    let same = env.sidecar.live.load().config.as_ref().clone();
+    env.sidecar.live.reload(same.clone()).await.unwrap();
+    assert!(
+        ws_echoes(&mut ws).await,
+        "a reload that still admits keeps it"
+    );
+    // The route now requires a group the token lacks.
+    let mut stricter = same;
+    for r in &mut stricter.routes {
+        if r.path == "/ws/" {
+            r.groups = vec!["admins".to_owned()];
+        }
+    }
+    env.sidecar.live.reload(stricter).await.unwrap();
+    ws_ended(&mut ws).await;
+}
+
 #[tokio::test]
 async fn websocket_upgrades_never_switch_without_a_valid_token_or_an_enabled_route() {
     let seen: Arc<Mutex<Vec<(String, http::HeaderMap)>>> = Arc::default();
