@@ -355,7 +355,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Most request header lines.
     pub max_headers: usize,
-    /// A client must finish sending headers within this time.
+    /// A client must finish sending headers within this time; it also bounds the time
+    /// from connection start to the first complete request head (any protocol) and
+    /// how long an HTTP/2 header block may stay open.
     pub header_read_timeout: Duration,
     /// Upstream TCP connect timeout (502 after it).
     pub upstream_connect_timeout: Duration,
@@ -370,8 +372,9 @@ pub struct Limits {
     /// Most concurrent connections from one client address (IPv6: one /64); more are
     /// closed at once. `None` = no cap. Peers in `trusted_proxies` are exempt.
     pub max_connections_per_ip: Option<usize>,
-    /// Idle client connections (no request in progress, no request bytes arriving;
-    /// HTTP/2 control frames do not count) are closed after this.
+    /// Idle client connections (no request progressing, i.e. none waiting on the
+    /// upstream; no request bytes arriving; HTTP/2 control frames do not count) are
+    /// closed after this.
     pub idle_timeout: Duration,
     /// Most concurrent HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: u32,

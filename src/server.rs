@@ -181,8 +181,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
 }
 
 /// Once a connection has been asked to close gracefully (GOAWAY sent, keep-alive
-/// off), how long it may take to finish after its last request is done; then it is
-/// dropped. Clients that never acknowledge a GOAWAY cannot hold it open.
+/// off), how long it may take to finish when no request is left progressing; then it
+/// is dropped. Clients that never acknowledge a GOAWAY cannot hold it open.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often a closing connection with requests still in flight is looked at.
 const CLOSING_TICK: Duration = Duration::from_millis(250);
@@ -239,7 +239,10 @@ where
     loop {
         let now = tokio::time::Instant::now();
         let wake = if let Some(since) = closing {
-            if watch.in_flight() == 0 && now >= since + CLOSE_GRACE {
+            // Requests still progressing may finish (the drain bounds them); requests
+            // stuck on a client that takes nothing do not hold the close up.
+            let stuck = watch.in_flight() == 0 || watch.is_idle(&rules, now);
+            if stuck && now >= since + CLOSE_GRACE {
                 tracing::debug!("dropping a connection that did not finish closing");
                 return;
             }

@@ -9,17 +9,22 @@
 //!    END_HEADERS) still open `header_read_timeout` after its HEADERS frame arrived gets
 //!    the whole connection closed. RFC 9113 §6.10 forbids any other frame inside a header
 //!    block, so every stream of that connection is stuck behind it anyway.
-//! 3. **Idle.** No request in flight (a request counts until its response body has been
-//!    sent or dropped) and no request-bearing bytes for `idle_timeout`: the connection is
-//!    closed gracefully (GOAWAY on HTTP/2). On HTTP/2 only HEADERS, CONTINUATION and DATA
-//!    frames bear requests; PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM and
+//! 3. **Idle.** No request progressing and no request-bearing bytes for `idle_timeout`:
+//!    the connection is closed gracefully (GOAWAY on HTTP/2), and dropped once the grace
+//!    is over. A request progresses from its head until its response body has been sent,
+//!    except while the proxy holds response data the client does not take (a zero
+//!    flow-control window, a full socket): a response waiting on its upstream is never
+//!    cut (long polls, server-sent events), one waiting on its client for `idle_timeout`
+//!    is (the send timeout of other proxies). On HTTP/2 only HEADERS, CONTINUATION and
+//!    DATA frames bear requests; PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM and
 //!    GOAWAY are control traffic and keep nothing alive. On HTTP/1 every byte counts.
 //!
 //! [`Watched`] wraps the (decrypted) client stream and feeds each read to a [`Sniffer`],
 //! which parses nothing but the 24-byte HTTP/2 preface and the 9-byte frame headers;
 //! payloads are skipped, never buffered. [`InFlight`] counts a request on its connection
 //! and in the `requests_in_flight` gauge until [`GuardedBody`] (its response body) ends
-//! or is dropped, so a client that disconnects mid-request cannot leak the count.
+//! or is dropped, so a client that disconnects mid-request cannot leak the count; the
+//! body also tells the watch when it waits on the client.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -209,7 +214,7 @@ pub(crate) enum Close {
     NoRequestHead,
     /// Rule 2: an HTTP/2 header block stayed open past the header read timeout.
     SlowHeaderBlock,
-    /// Rule 3: idle.
+    /// Rule 3: nothing progressing and no request bytes for the idle timeout.
     Idle,
 }
 
@@ -236,21 +241,30 @@ const NONE: u64 = u64::MAX;
 #[derive(Debug)]
 pub(crate) struct ConnWatch {
     origin: Instant,
-    last_request_ms: AtomicU64,
+    /// Request bytes arrived, or a request finished or began waiting on the client.
+    last_activity_ms: AtomicU64,
     block_since_ms: AtomicU64,
     first_head: AtomicBool,
     in_flight: AtomicUsize,
+    /// Requests in flight that are not waiting on the client.
+    progressing: AtomicUsize,
 }
 
 impl ConnWatch {
     pub(crate) fn new(origin: Instant) -> Arc<Self> {
         Arc::new(Self {
             origin,
-            last_request_ms: AtomicU64::new(0),
+            last_activity_ms: AtomicU64::new(0),
             block_since_ms: AtomicU64::new(NONE),
             first_head: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            progressing: AtomicUsize::new(0),
         })
+    }
+
+    fn touch(&self, now: Instant) {
+        self.last_activity_ms
+            .fetch_max(self.ms(now), Ordering::Relaxed);
     }
 
     fn ms(&self, now: Instant) -> u64 {
@@ -265,7 +279,7 @@ impl ConnWatch {
     pub(crate) fn observe(&self, seen: Seen, block_open: bool, now: Instant) {
         let ms = self.ms(now);
         if seen.request_bytes {
-            self.last_request_ms.store(ms, Ordering::Relaxed);
+            self.last_activity_ms.fetch_max(ms, Ordering::Relaxed);
         }
         if seen.block_completed {
             self.first_head.store(true, Ordering::Relaxed);
@@ -280,6 +294,23 @@ impl ConnWatch {
     /// Requests in flight on this connection.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// When rule 3 closes the connection, if nothing changes; `None` while a request
+    /// progresses.
+    fn idle_deadline(&self, rules: &Rules) -> Option<Instant> {
+        // Acquire pairs with the Release in `InFlight`: the touch made before a request
+        // stopped progressing is visible here.
+        if self.progressing.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = self.at(self.last_activity_ms.load(Ordering::Relaxed));
+        Some(last + rules.idle_timeout)
+    }
+
+    /// Rule 3 holds at `now`.
+    pub(crate) fn is_idle(&self, rules: &Rules, now: Instant) -> bool {
+        self.idle_deadline(rules).is_some_and(|d| now >= d)
     }
 
     /// Applies the three rules at `now`.
@@ -303,9 +334,7 @@ impl ConnWatch {
             }
             next = next.min(deadline);
         }
-        if self.in_flight() == 0 {
-            let deadline =
-                self.at(self.last_request_ms.load(Ordering::Relaxed)) + rules.idle_timeout;
+        if let Some(deadline) = self.idle_deadline(rules) {
             if now >= deadline {
                 return Verdict::Close(Close::Idle);
             }
@@ -385,6 +414,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
 pub(crate) struct InFlight {
     watch: Arc<ConnWatch>,
     gauge: IntGauge,
+    waiting_on_client: bool,
 }
 
 impl InFlight {
@@ -392,10 +422,30 @@ impl InFlight {
     pub(crate) fn enter(watch: &Arc<ConnWatch>, gauge: IntGauge) -> Self {
         watch.first_head.store(true, Ordering::Relaxed);
         watch.in_flight.fetch_add(1, Ordering::Relaxed);
+        watch.progressing.fetch_add(1, Ordering::Relaxed);
         gauge.inc();
         Self {
             watch: Arc::clone(watch),
             gauge,
+            waiting_on_client: false,
+        }
+    }
+
+    /// The proxy holds response data for the client (or is about to send the first);
+    /// the idle clock runs from now until the client takes it.
+    fn wait_on_client(&mut self) {
+        if !self.waiting_on_client {
+            self.waiting_on_client = true;
+            self.watch.touch(Instant::now());
+            self.watch.progressing.fetch_sub(1, Ordering::Release);
+        }
+    }
+
+    /// The client took what it was given: the request progresses again.
+    fn progress(&mut self) {
+        if self.waiting_on_client {
+            self.waiting_on_client = false;
+            self.watch.progressing.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -403,22 +453,28 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         // The end of a response is activity: the idle clock starts now.
-        let ms = self.watch.ms(Instant::now());
-        self.watch.last_request_ms.fetch_max(ms, Ordering::Relaxed);
+        self.watch.touch(Instant::now());
+        if !self.waiting_on_client {
+            self.watch.progressing.fetch_sub(1, Ordering::Release);
+        }
         self.watch.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.gauge.dec();
     }
 }
 
 /// A response body that keeps its request's [`InFlight`] guard until the body has
-/// ended, failed or been dropped (client gone, stream reset).
+/// ended, failed or been dropped (client gone, stream reset). hyper asks it for the
+/// next frame only when the client can take more (socket writable, flow-control window
+/// open), so between handing out a frame (or the response head) and the next poll the
+/// request waits on the client; while a poll is pending it waits on the upstream.
 pub(crate) struct GuardedBody {
     inner: ProxyBody,
     guard: Option<InFlight>,
 }
 
 impl GuardedBody {
-    pub(crate) fn new(inner: ProxyBody, guard: InFlight) -> Self {
+    pub(crate) fn new(inner: ProxyBody, mut guard: InFlight) -> Self {
+        guard.wait_on_client();
         Self {
             inner,
             guard: Some(guard),
@@ -435,9 +491,18 @@ impl Body for GuardedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
+        if let Some(guard) = &mut this.guard {
+            guard.progress();
+        }
         let r = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(r, Poll::Ready(None | Some(Err(_)))) {
-            this.guard = None;
+        match &r {
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(guard) = &mut this.guard {
+                    guard.wait_on_client();
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => this.guard = None,
+            Poll::Pending => {}
         }
         r
     }
@@ -663,5 +728,53 @@ mod tests {
         drop(body);
         assert_eq!(gauge.get(), 0);
         assert_eq!(w.in_flight(), 0);
+    }
+
+    /// A response body whose upstream never sends anything.
+    struct Silent;
+
+    impl Body for Silent {
+        type Data = Bytes;
+        type Error = hyper::Error;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    fn poll(body: &mut GuardedBody) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(body).poll_frame(&mut cx)
+    }
+
+    #[test]
+    fn a_response_waiting_on_its_upstream_progresses_but_one_waiting_on_its_client_idles() {
+        let t0 = Instant::now();
+        let w = ConnWatch::new(t0);
+        let gauge = IntGauge::new("g", "g").unwrap();
+        let mut body = GuardedBody::new(Silent.boxed(), InFlight::enter(&w, gauge.clone()));
+        // The head is out but the body was never asked for (a zero window): the
+        // client takes nothing, so the idle clock runs.
+        let later = Instant::now() + Duration::from_secs(61);
+        assert!(w.is_idle(&rules(), later));
+        // Asked for, with the upstream silent (server-sent events): never idle.
+        assert!(poll(&mut body).is_pending());
+        assert!(!w.is_idle(&rules(), Instant::now() + Duration::from_secs(3600)));
+        assert_eq!(gauge.get(), 1);
+
+        let mut full = GuardedBody::new(
+            http_body_util::Full::new(Bytes::from_static(b"data"))
+                .map_err(|never: std::convert::Infallible| match never {})
+                .boxed(),
+            InFlight::enter(&w, gauge.clone()),
+        );
+        assert!(matches!(poll(&mut full), Poll::Ready(Some(Ok(_)))));
+        drop(body);
+        // Data handed out and not asked for again: waiting on the client.
+        assert!(w.is_idle(&rules(), Instant::now() + Duration::from_secs(61)));
+        assert!(matches!(poll(&mut full), Poll::Ready(None)));
+        assert_eq!((w.in_flight(), gauge.get()), (0, 0), "the end of the body");
     }
 }
