@@ -255,6 +255,7 @@ struct RawLimits {
     upstream_idle_timeout_seconds: Option<u64>,
     max_request_body_bytes: Option<u64>,
     max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
     idle_timeout_seconds: Option<u64>,
     h2_max_concurrent_streams: Option<u32>,
     websocket_idle_timeout_seconds: Option<u64>,
@@ -356,7 +357,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Most request header lines.
     pub max_headers: usize,
-    /// A client must finish sending headers within this time.
+    /// A client must finish sending headers within this time; it also bounds the time
+    /// from connection start to the first complete request head (any protocol) and
+    /// how long an HTTP/2 header block may stay open.
     pub header_read_timeout: Duration,
     /// Upstream TCP connect timeout (502 after it).
     pub upstream_connect_timeout: Duration,
@@ -373,7 +376,12 @@ pub struct Limits {
     pub max_request_body: Option<u64>,
     /// Most concurrent client connections; more wait in the accept queue.
     pub max_connections: usize,
-    /// Idle client connections (no request in progress) are closed after this.
+    /// Most concurrent connections from one client address (IPv6: one /64); more are
+    /// closed at once. `None` = no cap. Peers in `trusted_proxies` are exempt.
+    pub max_connections_per_ip: Option<usize>,
+    /// Idle client connections (no request progressing, i.e. none waiting on the
+    /// upstream; no request bytes arriving; HTTP/2 control frames do not count) are
+    /// closed after this.
     pub idle_timeout: Duration,
     /// Most concurrent HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: u32,
@@ -1264,6 +1272,17 @@ impl Validator {
                 }
                 n => n,
             },
+            max_connections_per_ip: match raw.max_connections_per_ip.unwrap_or(256) {
+                0 => None,
+                n if n > 1_000_000 => {
+                    self.problem(
+                        "limits.max_connections_per_ip",
+                        "must be at most 1000000 (0 turns the cap off)",
+                    );
+                    None
+                }
+                n => Some(n),
+            },
             idle_timeout: Duration::from_secs(positive(
                 self,
                 "idle_timeout_seconds",
@@ -1579,5 +1598,22 @@ mod tests {
     #[test]
     fn header_names_are_normalized_with_underscores_as_dashes() {
         assert_eq!(normalize_header_name("X_Auth_Sub"), "x-auth-sub");
+    }
+
+    #[test]
+    fn the_per_ip_connection_cap_defaults_to_256_and_zero_turns_it_off() {
+        let cfg = Config::from_toml(MIN).expect("valid");
+        assert_eq!(cfg.limits.max_connections_per_ip, Some(256));
+        let off = Config::from_toml(&format!("{MIN}\n[limits]\nmax_connections_per_ip = 0"))
+            .expect("valid");
+        assert_eq!(off.limits.max_connections_per_ip, None);
+        let p = problems(&format!(
+            "{MIN}\n[limits]\nmax_connections_per_ip = 2000000"
+        ));
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("limits.max_connections_per_ip:")),
+            "{p:?}"
+        );
     }
 }

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Open client connections.
     pub connections: IntGauge,
+    /// Client connections closed at accept, by reason (`per_ip_limit`).
+    pub connections_rejected: IntCounterVec,
     /// JWKS fetch attempts by pool and result.
     pub jwks_fetches: IntCounterVec,
     /// Fetches triggered by unknown kids.
@@ -126,6 +128,11 @@ impl Metrics {
                 registry.register(Box::new(g.clone()))?;
                 g
             },
+            connections_rejected: counter(
+                "cognito_sidecar_connections_rejected_total",
+                "Client connections closed as soon as they were accepted, by reason.",
+                &["reason"],
+            )?,
             jwks_fetches: counter(
                 "cognito_sidecar_jwks_fetches_total",
                 "JWKS fetch attempts, by pool and result.",
@@ -235,6 +242,7 @@ impl Metrics {
         for result in ["success", "invalid", "error"] {
             m.config_reloads.with_label_values(&[result]);
         }
+        m.connections_rejected.with_label_values(&["per_ip_limit"]);
         for kind in ["connect", "timeout", "reset", "other"] {
             m.upstream_errors.with_label_values(&[kind]);
         }

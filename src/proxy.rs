@@ -161,7 +161,6 @@ pub async fn handle(
     conn: ConnInfo,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
-    shared.metrics.in_flight.inc();
     let method = req.method().clone();
     let version = req.version();
     let (mut parts, body) = req.into_parts();
@@ -171,7 +170,6 @@ pub async fn handle(
     parts.headers.insert("x-request-id", id.clone());
     let (mut response, outcome, path) =
         process(Request::from_parts(parts, body), &shared, conn).await;
-    shared.metrics.in_flight.dec();
     logging(
         &shared,
         &method,

@@ -2,20 +2,26 @@
 //! unix socket; HTTP/1.1 with upgrades and HTTP/2 (ALPN `h2` over TLS, prior knowledge
 //! in clear) through hyper-util's auto builder, with a `Timer` so the header read
 //! timeout is actually enforced; explicit header and stream limits; a connection cap
-//! that applies back-pressure by not accepting; an idle timeout; and graceful drain.
+//! that applies back-pressure by not accepting; a per-address cap that closes the
+//! excess at once (`per_ip`); the connection watch (`conn`: time to the first request
+//! head, HTTP/2 header blocks, idle with control frames not counting); and graceful
+//! drain.
 
+mod conn;
+mod per_ip;
+
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, watch};
@@ -24,6 +30,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{Limits, ListenAddr};
 use crate::proxy::{self, ConnInfo};
 use crate::reload::Live;
+use conn::{ConnWatch, GuardedBody, InFlight, Rules, Verdict, Watched};
+use per_ip::{PerIp, Slot};
 
 /// The socket the proxy accepts on.
 pub enum ProxyListener {
@@ -96,12 +104,11 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// When bytes last moved on a connection, and how many requests are in progress.
+/// When bytes last moved on a bridged WebSocket, for its idle timeout.
 #[derive(Clone)]
 pub(crate) struct Activity {
     origin: Instant,
     last: Arc<AtomicU64>,
-    in_flight: Arc<AtomicUsize>,
 }
 
 impl Activity {
@@ -109,7 +116,6 @@ impl Activity {
         Self {
             origin: Instant::now(),
             last: Arc::new(AtomicU64::new(0)),
-            in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -124,7 +130,7 @@ impl Activity {
     }
 }
 
-/// An IO wrapper that records when bytes last moved, for the idle timeouts.
+/// An IO wrapper that records when bytes last moved either way (WebSocket bridges).
 pub(crate) struct Tracked<T> {
     inner: T,
     activity: Activity,
@@ -174,54 +180,126 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     }
 }
 
-/// Serves one accepted connection until it ends, idles out, or the drain ends it.
-async fn serve_conn<IO>(
-    io: IO,
+/// Once a connection has been asked to close gracefully (GOAWAY sent, keep-alive
+/// off), how long it may take to finish when no request is left progressing; then it
+/// is dropped. Clients that never acknowledge a GOAWAY cannot hold it open.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How often a closing connection with requests still in flight is looked at.
+const CLOSING_TICK: Duration = Duration::from_millis(250);
+
+/// What a connection needs besides its socket.
+struct ConnCtx {
     info: ConnInfo,
     live: Arc<Live>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
+    rules: Rules,
+    /// Turns true when the server drains.
+    drain: watch::Receiver<bool>,
+    /// Held while the connection lives, so the drain can wait for it.
+    _open: watch::Receiver<()>,
+}
+
+/// Serves one accepted connection until it ends, breaks a rule of the connection
+/// watch (`server/conn.rs`: first request head, h2 header blocks, idle), or the drain
+/// ends it.
+async fn serve_conn<IO>(io: IO, ctx: ConnCtx)
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Activity::new();
-    let io = Tracked::new(io, activity.clone());
-    let idle_timeout = live.load().config.limits.idle_timeout;
-    let svc_activity = activity.clone();
+    let ConnCtx {
+        info,
+        live,
+        builder,
+        rules,
+        mut drain,
+        _open,
+    } = ctx;
+    let watch = ConnWatch::new(tokio::time::Instant::now());
+    let io = Watched::new(io, Arc::clone(&watch));
+    let svc_watch = Arc::clone(&watch);
     let svc = service_fn(move |req| {
-        // Each request sees the configuration in force when it arrives.
+        // Each request sees the configuration in force when it arrives. The guard
+        // lives until the response body is done or dropped, whichever comes first.
         let shared = live.load();
-        let activity = svc_activity.clone();
+        let guard = InFlight::enter(&svc_watch, shared.metrics.in_flight.clone());
         async move {
-            activity.in_flight.fetch_add(1, Ordering::Relaxed);
-            let r = proxy::handle(req, shared, info).await;
-            activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-            activity.touch();
-            r
+            let response = match proxy::handle(req, shared, info).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            Ok::<_, Infallible>(response.map(|body| GuardedBody::new(body, guard)))
         }
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
         .into_owned();
-    let conn = watcher.watch(conn);
     tokio::pin!(conn);
-    let tick = (idle_timeout / 4).max(Duration::from_millis(100));
+    // Set once a graceful close was asked for (a rule, or the drain).
+    let mut closing: Option<tokio::time::Instant> = None;
     loop {
+        let now = tokio::time::Instant::now();
+        let wake = if let Some(since) = closing {
+            // Requests still progressing may finish (the drain bounds them); requests
+            // stuck on a client that takes nothing do not hold the close up.
+            let stuck = watch.in_flight() == 0 || watch.is_idle(&rules, now);
+            if stuck && now >= since + CLOSE_GRACE {
+                tracing::debug!("dropping a connection that did not finish closing");
+                return;
+            }
+            (since + CLOSE_GRACE).max(now + CLOSING_TICK)
+        } else {
+            match watch.verdict(&rules, now) {
+                Verdict::Open(at) => at,
+                Verdict::Close(why) => {
+                    tracing::debug!(?why, "closing client connection");
+                    if why.is_abrupt() {
+                        return;
+                    }
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(now);
+                    continue;
+                }
+            }
+        };
         tokio::select! {
-            r = &mut conn => {
+            r = conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with error");
                 }
                 return;
             }
-            () = tokio::time::sleep(tick) => {
-                if activity.in_flight.load(Ordering::Relaxed) == 0 && activity.idle_for() >= idle_timeout {
-                    tracing::debug!("closing idle connection");
-                    return;
-                }
+            () = until_true(&mut drain), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now());
             }
+            () = tokio::time::sleep_until(wake) => {}
         }
     }
+}
+
+/// A connection from an address already at `limits.max_connections_per_ip`.
+struct OverCap;
+
+/// Applies the per-address cap to a new connection. Unix-socket peers, peers in
+/// `trusted_proxies` (a load balancer carries many clients) and a cap of 0 are exempt.
+fn admit(
+    per_ip: &Arc<PerIp>,
+    live: &Live,
+    peer: Option<SocketAddr>,
+) -> Result<Option<Slot>, OverCap> {
+    let Some(peer) = peer else {
+        return Ok(None);
+    };
+    let shared = live.load();
+    let cfg = &shared.config;
+    let Some(cap) = cfg.limits.max_connections_per_ip else {
+        return Ok(None);
+    };
+    let ip = peer.ip().to_canonical();
+    if cfg.trusted_proxies.iter().any(|n| n.contains(&ip)) {
+        return Ok(None);
+    }
+    per_ip.try_enter(ip, cap).map(Some).ok_or(OverCap)
 }
 
 /// Serves the proxy on `listener` until `stop_accepting` turns true, then waits up to
@@ -236,7 +314,13 @@ pub async fn serve_proxy(
     // Connection-level limits are fixed at start; a reload reports changes to them.
     let startup = live.load();
     let builder = Arc::new(builder(&startup.config.limits));
-    let graceful = GracefulShutdown::new();
+    let rules = Rules {
+        header_read_timeout: startup.config.limits.header_read_timeout,
+        idle_timeout: startup.config.limits.idle_timeout,
+    };
+    // Every connection holds a receiver; the drain waits until none is left.
+    let (open_conns, _) = watch::channel(());
+    let per_ip = Arc::new(PerIp::default());
     let local_port = listener.local_addr().map_or(0, |a| a.port());
     let permits = Arc::new(Semaphore::new(startup.config.limits.max_connections));
     let metrics = Arc::clone(&startup.metrics);
@@ -260,24 +344,37 @@ pub async fn serve_proxy(
                 continue;
             }
         };
-        let live = Arc::clone(&live);
-        let builder = Arc::clone(&builder);
-        let watcher = graceful.watcher();
+        let Ok(slot) = admit(&per_ip, &live, peer) else {
+            // Closed at once, before any TLS work: queueing would let one address
+            // hold the accept queue instead.
+            metrics
+                .connections_rejected
+                .with_label_values(&["per_ip_limit"])
+                .inc();
+            tracing::debug!(?peer, "connection over the per-address cap closed");
+            drop(stream);
+            continue;
+        };
         let tls = tls.clone();
         let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            metrics.connections.inc();
-            let info = ConnInfo {
+        let ctx = ConnCtx {
+            info: ConnInfo {
                 peer,
                 local_port,
                 tls: tls.is_some(),
-            };
+            },
+            live: Arc::clone(&live),
+            builder: Arc::clone(&builder),
+            rules,
+            drain: stop_accepting.clone(),
+            _open: open_conns.subscribe(),
+        };
+        tokio::spawn(async move {
+            metrics.connections.inc();
             match (stream, tls) {
                 (Accepted::Tcp(s), Some((acceptor, timeout))) => {
                     match tokio::time::timeout(timeout, acceptor.accept(s)).await {
-                        Ok(Ok(tls_stream)) => {
-                            serve_conn(tls_stream, info, live, builder, watcher).await
-                        }
+                        Ok(Ok(tls_stream)) => serve_conn(tls_stream, ctx).await,
                         Ok(Err(e)) => {
                             metrics.tls_handshake_failures.inc();
                             tracing::debug!(error = %e, "TLS handshake failed");
@@ -288,11 +385,11 @@ pub async fn serve_proxy(
                         }
                     }
                 }
-                (Accepted::Tcp(s), None) => serve_conn(s, info, live, builder, watcher).await,
-                (Accepted::Unix(s), _) => serve_conn(s, info, live, builder, watcher).await,
+                (Accepted::Tcp(s), None) => serve_conn(s, ctx).await,
+                (Accepted::Unix(s), _) => serve_conn(s, ctx).await,
             }
             metrics.connections.dec();
-            drop(permit);
+            drop((permit, slot));
         });
     }
     let unix_path = listener.unix_path().map(Path::to_path_buf);
@@ -306,7 +403,7 @@ pub async fn serve_proxy(
     );
     let websockets = Arc::clone(live.websockets());
     let drained = async {
-        graceful.shutdown().await;
+        open_conns.closed().await;
         websockets.wait_idle().await;
     };
     if tokio::time::timeout(drain, drained).await.is_ok() {

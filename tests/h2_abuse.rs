@@ -1,0 +1,964 @@
+//! Connection abuse over real sockets, HTTP/2 frames written by hand (h2c prior
+//! knowledge on the plain listener): connections that never send a request, PING-only
+//! and trickled connections, trickled and flooded header blocks, rapid reset
+//! (CVE-2023-44487), CONTINUATION floods (CVE-2024-27316), SETTINGS and PING floods,
+//! zero-window stalls, the per-address connection cap, and the in-flight gauge when
+//! clients vanish mid-request, and the idle rule's line between a response waiting on
+//! its upstream (kept) and one waiting on its client (cut). The floods that claim
+//! bounded memory run against the real binary and read its VmRSS from /proc.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::{Full, StreamBody};
+use hyper::body::Frame as BodyFrame;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Notify;
+
+// ---------------------------------------------------------------------------
+// A tiny HTTP/2 frame writer and reader.
+// ---------------------------------------------------------------------------
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
+const CANCEL: u32 = 0x8;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    assert_eq!(len[0], 0, "frame too long");
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn settings(values: &[(u16, u32)]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for (id, v) in values {
+        payload.extend_from_slice(&id.to_be_bytes());
+        payload.extend_from_slice(&v.to_be_bytes());
+    }
+    frame(SETTINGS, 0, 0, &payload)
+}
+
+fn rst(stream: u32) -> Vec<u8> {
+    frame(RST_STREAM, 0, stream, &CANCEL.to_be_bytes())
+}
+
+/// An HPACK literal without indexing whose name is static-table entry `index`.
+fn literal(block: &mut Vec<u8>, index: u8, value: &str) {
+    assert!(index < 15 && value.len() < 127);
+    block.push(index);
+    block.push(u8::try_from(value.len()).unwrap());
+    block.extend_from_slice(value.as_bytes());
+}
+
+/// The header block of `GET path` (`:method GET`, `:scheme http` indexed).
+fn get_block(path: &str) -> Vec<u8> {
+    let mut b = vec![0x82, 0x86];
+    literal(&mut b, 4, path);
+    literal(&mut b, 1, "localhost");
+    b
+}
+
+/// A whole `GET path` request on `stream`, without a body.
+fn get(stream: u32, path: &str) -> Vec<u8> {
+    frame(HEADERS, END_HEADERS | END_STREAM, stream, &get_block(path))
+}
+
+#[derive(Debug)]
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+async fn read_frame(r: &mut OwnedReadHalf) -> std::io::Result<Frame> {
+    let mut head = [0u8; 9];
+    r.read_exact(&mut head).await?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]);
+    let mut payload = vec![0; usize::try_from(len).unwrap()];
+    r.read_exact(&mut payload).await?;
+    Ok(Frame {
+        kind: head[3],
+        flags: head[4],
+        stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
+        payload,
+    })
+}
+
+/// Opens an h2c connection: preface and an initial SETTINGS frame.
+async fn h2_connect(addr: SocketAddr, values: &[(u16, u32)]) -> (OwnedReadHalf, OwnedWriteHalf) {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (r, mut w) = s.into_split();
+    w.write_all(PREFACE).await.unwrap();
+    w.write_all(&settings(values)).await.unwrap();
+    (r, w)
+}
+
+/// Reads until `stream` ends; returns whether its response head was `:status 200`.
+async fn read_response(r: &mut OwnedReadHalf, stream: u32) -> bool {
+    let mut ok = false;
+    loop {
+        let f = tokio::time::timeout(Duration::from_secs(10), read_frame(r))
+            .await
+            .expect("no response within 10 s")
+            .expect("connection closed before the response");
+        if f.stream != stream {
+            continue;
+        }
+        assert_ne!(f.kind, RST_STREAM, "stream {stream} was reset");
+        if f.kind == HEADERS && !ok {
+            // hyper encodes `:status 200` as static-table entry 8.
+            ok = f.payload.first() == Some(&0x88);
+        }
+        if matches!(f.kind, HEADERS | DATA) && f.flags & END_STREAM != 0 {
+            return ok;
+        }
+    }
+}
+
+/// How a connection ended, seen from the client.
+#[derive(Debug)]
+struct Ended {
+    after: Duration,
+    /// Error code of the last GOAWAY, if one came.
+    goaway: Option<u32>,
+    pongs: usize,
+}
+
+/// Reads (and discards) until the proxy closes the connection; panics after `bound`.
+async fn until_closed(r: &mut OwnedReadHalf, since: Instant, bound: Duration) -> Ended {
+    let mut ended = Ended {
+        after: Duration::ZERO,
+        goaway: None,
+        pongs: 0,
+    };
+    let read_all = async {
+        while let Ok(f) = read_frame(r).await {
+            if f.kind == GOAWAY && f.payload.len() >= 8 {
+                ended.goaway = Some(u32::from_be_bytes(f.payload[4..8].try_into().unwrap()));
+            }
+            if f.kind == PING && f.flags & ACK != 0 {
+                ended.pongs += 1;
+            }
+        }
+    };
+    let left = bound.saturating_sub(since.elapsed());
+    assert!(
+        tokio::time::timeout(left, read_all).await.is_ok(),
+        "connection still open {bound:?} later"
+    );
+    ended.after = since.elapsed();
+    ended
+}
+
+/// Waits until a plain socket is closed by the proxy (EOF or reset); returns when.
+async fn until_eof(s: &mut TcpStream, since: Instant, bound: Duration) -> Duration {
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+        }
+    };
+    let left = bound.saturating_sub(since.elapsed());
+    assert!(
+        tokio::time::timeout(left, read_all).await.is_ok(),
+        "connection still open {bound:?} later"
+    );
+    since.elapsed()
+}
+
+// ---------------------------------------------------------------------------
+// Environments
+// ---------------------------------------------------------------------------
+
+/// An in-process sidecar with short timeouts: header read 1 s, idle 2 s.
+async fn short_timeouts() -> Env {
+    Env::start_custom(
+        JwksAnswer::Json(jwks_of(&["k1"])),
+        "",
+        "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 2\n",
+        true,
+    )
+    .await
+}
+
+/// Polls the admin endpoint until `series` equals `want` (10 s at most).
+async fn wait_for_metric(admin: &str, series: &str, want: f64) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut last = f64::NAN;
+    for _ in 0..200 {
+        let text = client
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        last = metric(&text, series);
+        if last == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{series} stayed at {last}, wanted {want}");
+}
+
+/// An upstream answering every request with `size` bytes; counts requests.
+async fn big_upstream(size: usize) -> (SocketAddr, Arc<AtomicUsize>, Arc<Notify>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let arrived = Arc::new(Notify::new());
+    let body = Bytes::from(vec![b'z'; size]);
+    let (c, a) = (Arc::clone(&count), Arc::clone(&arrived));
+    cognito_sidecar::demo::spawn_server(listener, move |_req| {
+        let (c, a, body) = (Arc::clone(&c), Arc::clone(&a), body.clone());
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            a.notify_waiters();
+            Response::new(Full::new(body))
+        }
+    });
+    (addr, count, arrived)
+}
+
+async fn wait_count(count: &AtomicUsize, arrived: &Notify, n: usize) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let notified = arrived.notified();
+            if count.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "upstream saw {} of {n} requests",
+            count.load(Ordering::SeqCst)
+        )
+    });
+}
+
+/// The real binary, for memory measurements.
+struct Binary {
+    child: KillOnDrop,
+    _dir: tempfile::TempDir,
+    proxy: SocketAddr,
+    admin: String,
+}
+
+impl Binary {
+    async fn start(jwks: &JwksServer, upstream: SocketAddr, tables: &str) -> Self {
+        let (port, admin) = (free_port(), free_port());
+        let text = config_text(&jwks.url(), upstream, "", tables)
+            .replace(
+                "\nlisten = \"127.0.0.1:0\"",
+                &format!("\nlisten = \"127.0.0.1:{port}\""),
+            )
+            .replace(
+                "admin_listen = \"127.0.0.1:0\"",
+                &format!("admin_listen = \"127.0.0.1:{admin}\""),
+            );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, text).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cognito-sidecar"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("COGNITO_SIDECAR_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
+            .arg("--config")
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let child = KillOnDrop(child);
+        let admin = format!("http://127.0.0.1:{admin}");
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Ok(r) = client.get(format!("{admin}/readyz")).send().await
+                    && r.status() == 200
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("sidecar never became ready");
+        Self {
+            child,
+            _dir: dir,
+            proxy: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin,
+        }
+    }
+
+    /// Resident memory, KiB.
+    fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy)
+    }
+}
+
+/// Growth allowed for a flood against the real binary.
+const RSS_BOUND_KIB: u64 = 64 * 1024;
+
+/// A normal client's request during an attack: must still get its answer.
+async fn served(client: &reqwest::Client, url: &str) {
+    let r = tokio::time::timeout(Duration::from_secs(10), client.get(url).send())
+        .await
+        .expect("a normal client waited 10 s during the attack")
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Class 8: connections held open (PING-only, silent, trickled)
+// ---------------------------------------------------------------------------
+
+/// Sends a PING every 100 ms until the connection fails.
+fn spawn_pinger(mut w: OwnedWriteHalf) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for i in 0u64.. {
+            let ping = frame(PING, 0, 0, &i.to_be_bytes());
+            if w.write_all(&ping).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+#[tokio::test]
+async fn an_h2_connection_that_only_pings_after_its_request_is_closed_after_the_idle_timeout() {
+    let env = short_timeouts().await;
+    let (mut r, mut w) = h2_connect(env.sidecar.proxy_addr, &[]).await;
+    w.write_all(&get(1, "/public/x")).await.unwrap();
+    assert!(read_response(&mut r, 1).await, "first request not served");
+    let served_at = Instant::now();
+    // PINGs keep coming and are answered, but they are not requests.
+    let pinger = spawn_pinger(w);
+    let ended = until_closed(&mut r, served_at, Duration::from_secs(10)).await;
+    pinger.abort();
+    assert!(ended.goaway.is_some(), "closed without GOAWAY: {ended:?}");
+    assert!(ended.pongs > 5, "PINGs were not answered: {ended:?}");
+    assert!(
+        ended.after >= Duration::from_millis(1500),
+        "closed before the idle timeout: {ended:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_h2_connection_that_sends_only_pings_is_closed_after_the_header_read_timeout() {
+    let env = short_timeouts().await;
+    let started = Instant::now();
+    let (mut r, w) = h2_connect(env.sidecar.proxy_addr, &[]).await;
+    let pinger = spawn_pinger(w);
+    let ended = until_closed(&mut r, started, Duration::from_secs(8)).await;
+    pinger.abort();
+    assert!(ended.goaway.is_some(), "closed without GOAWAY: {ended:?}");
+    assert!(ended.after >= Duration::from_millis(900), "{ended:?}");
+}
+
+#[tokio::test]
+async fn a_silent_tcp_connection_is_closed_after_the_header_read_timeout() {
+    let env = Env::start_custom(
+        JwksAnswer::Json(jwks_of(&["k1"])),
+        "",
+        "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 30\n",
+        true,
+    )
+    .await;
+    let started = Instant::now();
+    let mut s = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
+    let after = until_eof(&mut s, started, Duration::from_secs(8)).await;
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed after {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_byte_trickled_h2_preface_is_closed_after_the_header_read_timeout() {
+    let env = Env::start_custom(
+        JwksAnswer::Json(jwks_of(&["k1"])),
+        "",
+        "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 30\n",
+        true,
+    )
+    .await;
+    let started = Instant::now();
+    let s = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    // One byte every 300 ms: the whole preface would take 7 s.
+    let trickle = tokio::spawn(async move {
+        for b in PREFACE {
+            if w.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        std::future::pending::<()>().await;
+    });
+    let ended = until_closed(&mut r, started, Duration::from_secs(6)).await;
+    trickle.abort();
+    assert!(ended.after >= Duration::from_millis(900), "{ended:?}");
+}
+
+#[tokio::test]
+async fn a_trickled_continuation_header_block_is_cut_after_the_header_read_timeout() {
+    let env = Env::start_custom(
+        JwksAnswer::Json(jwks_of(&["k1"])),
+        "",
+        "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 30\n",
+        true,
+    )
+    .await;
+    let (mut r, mut w) = h2_connect(env.sidecar.proxy_addr, &[]).await;
+    w.write_all(&get(1, "/public/first")).await.unwrap();
+    assert!(read_response(&mut r, 1).await);
+    // HEADERS without END_HEADERS, then a CONTINUATION whose payload arrives one byte
+    // every 100 ms (6.4 s for all of it).
+    let started = Instant::now();
+    let block = get_block("/public/slow");
+    w.write_all(&frame(HEADERS, END_STREAM, 3, &block[..4]))
+        .await
+        .unwrap();
+    let rest = [&block[4..], &[0x40, 1, b'a', 60][..], &[b'b'; 60][..]].concat();
+    let mut cont = frame(CONTINUATION, END_HEADERS, 3, &rest);
+    cont.truncate(9);
+    w.write_all(&cont).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for b in rest {
+            if w.write_all(&[b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        std::future::pending::<()>().await;
+    });
+    let ended = until_closed(&mut r, started, Duration::from_secs(5)).await;
+    trickle.abort();
+    assert!(ended.after >= Duration::from_millis(900), "{ended:?}");
+    assert_eq!(
+        env.upstream.count(),
+        1,
+        "the trickled request reached the backend"
+    );
+}
+
+/// An upstream answering with "first " at once, then "second" after `gap`.
+async fn streaming_upstream(gap: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let svc = hyper::service::service_fn(move |_req| async move {
+                let chunks = futures_util::stream::unfold(0u8, move |i| async move {
+                    let chunk: &'static [u8] = match i {
+                        0 => b"first ",
+                        1 => {
+                            tokio::time::sleep(gap).await;
+                            b"second"
+                        }
+                        _ => return None,
+                    };
+                    Some((
+                        Ok::<_, Infallible>(BodyFrame::data(Bytes::from_static(chunk))),
+                        i + 1,
+                    ))
+                });
+                Ok::<_, Infallible>(Response::new(StreamBody::new(chunks)))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_response_waiting_on_its_upstream_is_never_cut_by_the_idle_timeout() {
+    let upstream = streaming_upstream(Duration::from_secs(4)).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let text = config_text(
+        &jwks.url(),
+        upstream,
+        "",
+        "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 2\n",
+    );
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let (a, b) = tokio::join!(
+        async {
+            plain_client()
+                .get(env.url("/public/events"))
+                .send()
+                .await?
+                .text()
+                .await
+        },
+        async { h2.get(env.url("/public/events")).send().await?.text().await },
+    );
+    assert_eq!(a.unwrap(), "first second", "HTTP/1.1");
+    assert_eq!(b.unwrap(), "first second", "HTTP/2");
+    assert!(started.elapsed() >= Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn an_http1_client_that_stops_reading_a_large_response_is_dropped_after_the_idle_timeout() {
+    const SIZE: usize = 32 * 1024 * 1024;
+    let (big, _, _) = big_upstream(SIZE).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let text = config_text(
+        &jwks.url(),
+        big,
+        "",
+        "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 2\n",
+    );
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let admin = format!("http://{}", env.sidecar.admin_addr);
+    let mut s = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
+    s.write_all(b"GET /public/big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    wait_for_metric(&admin, "cognito_sidecar_requests_in_flight", 1.0).await;
+    // The client reads nothing; once the socket buffers are full the proxy holds
+    // data the client does not take.
+    wait_for_metric(&admin, "cognito_sidecar_open_connections", 0.0).await;
+    wait_for_metric(&admin, "cognito_sidecar_requests_in_flight", 0.0).await;
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got).await;
+    assert!(got.len() < SIZE, "the whole answer was delivered");
+}
+
+#[tokio::test]
+async fn h2_streams_stalled_on_a_zero_window_are_dropped_after_the_idle_timeout() {
+    let (big, count, arrived) = big_upstream(1024 * 1024).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let text = config_text(
+        &jwks.url(),
+        big,
+        "",
+        "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 2\n",
+    );
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let (mut r, mut w) =
+        h2_connect(env.sidecar.proxy_addr, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
+    for i in 0..10 {
+        w.write_all(&get(1 + 2 * i, "/public/big")).await.unwrap();
+    }
+    wait_count(&count, &arrived, 10).await;
+    let stalled = Instant::now();
+    let ended = until_closed(&mut r, stalled, Duration::from_secs(10)).await;
+    assert!(ended.goaway.is_some(), "{ended:?}");
+    assert!(ended.after >= Duration::from_millis(1500), "{ended:?}");
+    wait_for_metric(
+        &format!("http://{}", env.sidecar.admin_addr),
+        "cognito_sidecar_requests_in_flight",
+        0.0,
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Class 8: one address cannot take every connection slot
+// ---------------------------------------------------------------------------
+
+async fn connect_from(local: &str, addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// One keep-alive HTTP/1.1 request on `s`; the status line.
+async fn h1_request(s: &mut TcpStream) -> String {
+    s.write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("no answer")
+        .unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_connection_over_the_per_ip_cap_is_closed_at_once_while_other_addresses_are_served() {
+    let env = Env::start_custom(
+        JwksAnswer::Json(jwks_of(&["k1"])),
+        "",
+        "[limits]\nmax_connections_per_ip = 3\n",
+        true,
+    )
+    .await;
+    let addr = env.sidecar.proxy_addr;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect_from("127.0.0.1", addr).await;
+        assert_eq!(h1_request(&mut s).await, "HTTP/1.1 200 OK");
+        held.push(s);
+    }
+    // The fourth from the same address: closed without an answer, at once.
+    let started = Instant::now();
+    let mut over = connect_from("127.0.0.1", addr).await;
+    let _ = over
+        .write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2), over.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection over the cap was kept open");
+    assert!(
+        answer.is_empty(),
+        "answered: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Another loopback address is its own client.
+    let mut other = connect_from("127.0.0.2", addr).await;
+    assert_eq!(h1_request(&mut other).await, "HTTP/1.1 200 OK");
+    // The held connections still work.
+    for s in &mut held {
+        assert_eq!(h1_request(s).await, "HTTP/1.1 200 OK");
+    }
+    let m = env.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"cognito_sidecar_connections_rejected_total{reason="per_ip_limit"}"#
+        ),
+        1.0
+    );
+    // A closed connection frees its place.
+    drop(held.pop());
+    wait_for_metric(
+        &format!("http://{}", env.sidecar.admin_addr),
+        "cognito_sidecar_open_connections",
+        3.0,
+    )
+    .await;
+    let mut again = connect_from("127.0.0.1", addr).await;
+    assert_eq!(h1_request(&mut again).await, "HTTP/1.1 200 OK");
+}
+
+// ---------------------------------------------------------------------------
+// requests_in_flight when clients vanish mid-request
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn requests_in_flight_returns_to_zero_when_clients_disconnect_mid_request() {
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let upstream = Upstream::start_with(Duration::from_secs(60)).await;
+    let text = config_text(&jwks.url(), upstream.addr, "", "");
+    let env = Env::start_with_config(jwks, upstream, &text, true).await;
+    let admin = format!("http://{}", env.sidecar.admin_addr);
+    let mut clients = Vec::new();
+    for i in 0..40 {
+        let mut s = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
+        s.write_all(format!("GET /public/slow/{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        clients.push(s);
+    }
+    env.upstream.wait_count(40).await;
+    wait_for_metric(&admin, "cognito_sidecar_requests_in_flight", 40.0).await;
+    drop(clients);
+    wait_for_metric(&admin, "cognito_sidecar_requests_in_flight", 0.0).await;
+    wait_for_metric(&admin, "cognito_sidecar_open_connections", 0.0).await;
+}
+
+#[tokio::test]
+async fn reset_h2_streams_give_back_their_in_flight_count_while_the_connection_stays() {
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let upstream = Upstream::start_with(Duration::from_secs(60)).await;
+    let text = config_text(&jwks.url(), upstream.addr, "", "");
+    let env = Env::start_with_config(jwks, upstream, &text, true).await;
+    let admin = format!("http://{}", env.sidecar.admin_addr);
+    let (mut r, mut w) = h2_connect(env.sidecar.proxy_addr, &[]).await;
+    let streams: Vec<u32> = (0..20).map(|i| 1 + 2 * i).collect();
+    for s in &streams {
+        w.write_all(&get(*s, &format!("/public/slow/{s}")))
+            .await
+            .unwrap();
+    }
+    env.upstream.wait_count(20).await;
+    wait_for_metric(&admin, "cognito_sidecar_requests_in_flight", 20.0).await;
+    for s in &streams {
+        w.write_all(&rst(*s)).await.unwrap();
+    }
+    wait_for_metric(&admin, "cognito_sidecar_requests_in_flight", 0.0).await;
+    // Same connection, next request: served.
+    w.write_all(&get(41, "/public/after")).await.unwrap();
+    drop(tokio::spawn(async move {
+        let _ = read_frame(&mut r).await;
+    }));
+    env.upstream.wait_count(21).await;
+    assert_eq!(
+        metric(&env.metrics().await, "cognito_sidecar_open_connections"),
+        1.0
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Class 9: floods
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn rapid_reset_ends_the_attacking_connection_while_another_client_is_served() {
+    let env = Env::start().await;
+    let (mut r, mut w) = h2_connect(env.sidecar.proxy_addr, &[]).await;
+    let started = Instant::now();
+    let attack = tokio::spawn(async move {
+        let mut sent = 0u32;
+        let mut batch = Vec::new();
+        for i in 0..20_000u32 {
+            let id = 1 + 2 * i;
+            batch.extend_from_slice(&get(id, "/public/reset"));
+            batch.extend_from_slice(&rst(id));
+            if batch.len() > 16 * 1024 {
+                if w.write_all(&batch).await.is_err() {
+                    return sent;
+                }
+                batch.clear();
+            }
+            sent += 1;
+        }
+        let _ = w.write_all(&batch).await;
+        // Keep the write half open: the proxy must be the one to end it.
+        std::future::pending::<()>().await;
+        sent
+    });
+    let client = plain_client();
+    served(&client, &env.url("/public/normal")).await;
+    let ended = until_closed(&mut r, started, Duration::from_secs(10)).await;
+    attack.abort();
+    served(&client, &env.url("/public/normal")).await;
+    assert_eq!(ended.goaway, Some(ENHANCE_YOUR_CALM), "{ended:?}");
+    let forwarded = env.upstream.count();
+    assert!(
+        forwarded < 2_000,
+        "{forwarded} reset requests reached the backend: {ended:?}"
+    );
+}
+
+/// Writes `unit` over and over without reading until the proxy drops the connection
+/// (the write fails); returns when, and how many bytes went out. Panics after `bound`.
+async fn flood_until_dropped(
+    w: &mut OwnedWriteHalf,
+    unit: &[u8],
+    since: Instant,
+    bound: Duration,
+) -> (Duration, usize) {
+    let batch = unit.repeat((16 * 1024 / unit.len()).max(1));
+    let mut sent = 0;
+    let flood = async {
+        while w.write_all(&batch).await.is_ok() {
+            sent += batch.len();
+        }
+    };
+    let left = bound.saturating_sub(since.elapsed());
+    assert!(
+        tokio::time::timeout(left, flood).await.is_ok(),
+        "flood still accepted {bound:?} later"
+    );
+    (since.elapsed(), sent)
+}
+
+#[tokio::test]
+async fn a_settings_flood_from_a_client_that_never_reads_is_cut_and_others_are_served() {
+    let env = short_timeouts().await;
+    let started = Instant::now();
+    let (r, mut w) = h2_connect(env.sidecar.proxy_addr, &[]).await;
+    let unit = settings(&[(SETTINGS_INITIAL_WINDOW_SIZE, 65_535)]);
+    let flood = tokio::spawn(async move {
+        let out = flood_until_dropped(&mut w, &unit, started, Duration::from_secs(10)).await;
+        drop(r);
+        out
+    });
+    served(&plain_client(), &env.url("/public/during")).await;
+    let (after, sent) = flood.await.unwrap();
+    assert!(after >= Duration::from_millis(900), "cut after {after:?}");
+    // Never reading, the client can only push what the socket buffers take.
+    assert!(sent < 64 * 1024 * 1024, "{sent} bytes of SETTINGS accepted");
+}
+
+#[tokio::test]
+async fn a_ping_flood_is_answered_but_does_not_keep_an_idle_connection_open() {
+    let env = short_timeouts().await;
+    let (mut r, mut w) = h2_connect(env.sidecar.proxy_addr, &[]).await;
+    w.write_all(&get(1, "/public/x")).await.unwrap();
+    assert!(read_response(&mut r, 1).await);
+    let served_at = Instant::now();
+    let flood = tokio::spawn(async move {
+        let unit = frame(PING, 0, 0, &[7; 8]);
+        let batch = unit.repeat(100);
+        while w.write_all(&batch).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    });
+    let other = tokio::spawn({
+        let url = env.url("/public/during");
+        async move { served(&plain_client(), &url).await }
+    });
+    let ended = until_closed(&mut r, served_at, Duration::from_secs(10)).await;
+    flood.abort();
+    other.await.unwrap();
+    // GOAWAY is sent but may not be seen: the proxy drops the connection with PINGs
+    // still unread, and the reset discards what the client had not read yet.
+    assert!(ended.pongs > 100, "the flood was not answered: {ended:?}");
+    assert!(ended.after >= Duration::from_millis(1500), "{ended:?}");
+}
+
+#[tokio::test]
+async fn continuation_floods_get_goaway_with_memory_bounded_and_others_served() {
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let upstream = Upstream::start().await;
+    let sidecar = Binary::start(&jwks, upstream.addr, "").await;
+    let client = plain_client();
+    served(&client, &sidecar.url("/public/warm")).await;
+    let before = sidecar.rss_kib();
+    let mut peak = before;
+    for round in 0..40 {
+        let started = Instant::now();
+        let (mut r, mut w) = h2_connect(sidecar.proxy, &[]).await;
+        w.write_all(&frame(HEADERS, END_STREAM, 1, &get_block("/public/flood")))
+            .await
+            .unwrap();
+        // Alternate full-size fragments and tiny ones; never END_HEADERS.
+        let size = if round % 2 == 0 { 16_384 } else { 1 };
+        let unit = frame(CONTINUATION, 0, 1, &vec![0x82; size]);
+        let flood = tokio::spawn(async move {
+            let batch = unit.repeat((65_536 / unit.len()).max(1));
+            while w.write_all(&batch).await.is_ok() {}
+        });
+        let ended = until_closed(&mut r, started, Duration::from_secs(5)).await;
+        flood.abort();
+        assert!(ended.goaway.is_some(), "round {round}: {ended:?}");
+        peak = peak.max(sidecar.rss_kib());
+    }
+    served(&client, &sidecar.url("/public/after")).await;
+    assert!(
+        peak - before < RSS_BOUND_KIB,
+        "RSS grew from {before} KiB to {peak} KiB"
+    );
+    assert_eq!(
+        upstream.count(),
+        2,
+        "a flooded header block reached the backend"
+    );
+}
+
+#[tokio::test]
+async fn zero_window_streams_stall_alone_with_memory_bounded_and_others_served() {
+    const STREAMS: u32 = 150;
+    const SIZE: usize = 1024 * 1024;
+    let (big, count, arrived) = big_upstream(SIZE).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let sidecar = Binary::start(&jwks, big, "").await;
+    let client = plain_client();
+    served(&client, &sidecar.url("/public/warm")).await;
+    let before = sidecar.rss_kib();
+    // Stream windows of zero: response DATA can never be sent.
+    let (mut r, mut w) = h2_connect(sidecar.proxy, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
+    for i in 0..STREAMS {
+        w.write_all(&get(1 + 2 * i, "/public/big")).await.unwrap();
+    }
+    let reader = tokio::spawn(async move { while read_frame(&mut r).await.is_ok() {} });
+    wait_count(&count, &arrived, 1 + STREAMS as usize).await;
+    wait_for_metric(
+        &sidecar.admin,
+        "cognito_sidecar_requests_in_flight",
+        f64::from(STREAMS),
+    )
+    .await;
+    // Another client gets whole 1 MiB answers meanwhile.
+    for _ in 0..3 {
+        let body = tokio::time::timeout(Duration::from_secs(10), async {
+            client
+                .get(sidecar.url("/public/other"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        })
+        .await
+        .expect("a normal client waited 10 s during the stall");
+        assert_eq!(body.len(), SIZE);
+    }
+    let during = sidecar.rss_kib();
+    assert!(
+        during - before < RSS_BOUND_KIB,
+        "RSS grew from {before} KiB to {during} KiB with {STREAMS} stalled 1 MiB answers"
+    );
+    // The stalled streams hold nothing once their client is gone.
+    drop(w);
+    reader.abort();
+    wait_for_metric(&sidecar.admin, "cognito_sidecar_requests_in_flight", 0.0).await;
+}
