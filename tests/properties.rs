@@ -1464,7 +1464,16 @@ proptest! {
         let _ = headers::check_request(&parts, &allowed);
         let (cfg, managed) = identity_config(fwd);
         let mut h = parts.headers.clone();
-        headers::strip_inbound(&mut h, &cfg.identity, managed);
+        headers::strip_inbound(
+            &mut h,
+            &headers::Inbound {
+                identity: &cfg.identity,
+                managed,
+                extra: &[],
+                trusted_peer: false,
+                keep_authorization: false,
+            },
+        );
         headers::strip_response(&mut h);
     }
 
@@ -1481,7 +1490,16 @@ proptest! {
         let prefix = cfg.identity.header_prefix.clone().expect("prefix");
         let named = connection_options(&parts.headers);
         let mut h = parts.headers.clone();
-        headers::strip_inbound(&mut h, &cfg.identity, managed);
+        headers::strip_inbound(
+            &mut h,
+            &headers::Inbound {
+                identity: &cfg.identity,
+                managed,
+                extra: &[],
+                trusted_peer: false,
+                keep_authorization: false,
+            },
+        );
         for name in h.keys() {
             let norm = normalize_header_name(name.as_str());
             prop_assert!(!managed.contains(&norm), "{name} kept");
@@ -1551,7 +1569,16 @@ proptest! {
     ) {
         let (cfg, managed) = identity_config(fwd);
         let mut h = parts.headers.clone();
-        headers::strip_inbound(&mut h, &cfg.identity, managed);
+        headers::strip_inbound(
+            &mut h,
+            &headers::Inbound {
+                identity: &cfg.identity,
+                managed,
+                extra: &[],
+                trusted_peer: false,
+                keep_authorization: false,
+            },
+        );
         for name in h.keys() {
             let norm = normalize_header_name(name.as_str());
             prop_assert!(!is_hop_by_hop(&norm), "{name} kept");
@@ -1589,7 +1616,16 @@ proptest! {
     ) {
         let (cfg, managed) = identity_config(fwd);
         let mut h = parts.headers.clone();
-        headers::strip_inbound(&mut h, &cfg.identity, managed);
+        headers::strip_inbound(
+            &mut h,
+            &headers::Inbound {
+                identity: &cfg.identity,
+                managed,
+                extra: &[],
+                trusted_peer: false,
+                keep_authorization: false,
+            },
+        );
         for name in h.keys() {
             let norm = normalize_header_name(name.as_str());
             prop_assert!(
