@@ -230,7 +230,7 @@ pub fn strip_inbound(headers: &mut HeaderMap, rules: &Inbound<'_>) {
             } else {
                 std::borrow::Cow::Borrowed(n)
             };
-            HOP_BY_HOP.contains(&n)
+            HOP_BY_HOP.contains(&norm.as_ref())
                 || FORWARDING.contains(&norm.as_ref())
                 || norm.starts_with("x-forwarded-")
                 || norm.starts_with(ALB_IDENTITY_PREFIX)
