@@ -152,12 +152,10 @@ pub(crate) fn spawn_bridge(
                     }
                 }
                 () = expiry => {
+                    // The configuration in force is always published (Live::new and
+                    // every reload), so the session is re-decided under it.
                     let current = reloads.borrow().upgrade();
-                    if let Some(shared) = current {
-                        if !still_allowed(&shared, &admitted.parts, unix_now()) {
-                            break "token_expired";
-                        }
-                    } else if !still_allowed_now(&admitted) {
+                    if current.is_some_and(|shared| !still_allowed(&shared, &admitted.parts, unix_now())) {
                         break "token_expired";
                     }
                     next_check = Some(Instant::now() + Duration::from_secs(5));
@@ -178,14 +176,6 @@ pub(crate) fn spawn_bridge(
         };
         tracing::debug!(reason = ended, "WebSocket session ended");
     });
-}
-
-/// Without a reload since the session opened, the decision that admitted it is re-made
-/// against the configuration it was admitted under, which only expiry can change.
-fn still_allowed_now(admitted: &Admitted) -> bool {
-    admitted.expires.is_none_or(|exp| {
-        unix_now() < exp.saturating_add(crate::config::MAX_LEEWAY_SECONDS as i64 + 1)
-    })
 }
 
 fn seconds_until(unix: i64) -> Instant {
