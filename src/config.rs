@@ -261,6 +261,9 @@ struct RawLimits {
     websocket_idle_timeout_seconds: Option<u64>,
     request_body_timeout_seconds: Option<u64>,
     websocket_close_on_token_expiry: Option<bool>,
+    max_in_flight_requests: Option<usize>,
+    send_timeout_seconds: Option<u64>,
+    upstream_max_idle_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -374,8 +377,17 @@ pub struct Limits {
     pub upstream_idle_timeout: Duration,
     /// Largest request body; `None` = unlimited (bodies stream).
     pub max_request_body: Option<u64>,
-    /// Most concurrent client connections; more wait in the accept queue.
+    /// Most concurrent client connections, bridged WebSocket sessions included; more
+    /// wait in the accept queue.
     pub max_connections: usize,
+    /// Most requests (HTTP/1 requests and HTTP/2 streams) in flight at once across all
+    /// connections; more get 503 at once.
+    pub max_in_flight_requests: usize,
+    /// A response the client takes nothing of for this long is abandoned (HTTP/2: its
+    /// stream is reset; HTTP/1: the connection is closed) and its upstream released.
+    pub send_timeout: Duration,
+    /// Most idle pooled upstream connections kept.
+    pub upstream_max_idle_connections: usize,
     /// Most concurrent connections from one client address (IPv6: one /64); more are
     /// closed at once. `None` = no cap. Peers in `trusted_proxies` are exempt.
     pub max_connections_per_ip: Option<usize>,
@@ -1265,9 +1277,31 @@ impl Validator {
                 raw.upstream_idle_timeout_seconds.unwrap_or(90),
             ),
             max_request_body: raw.max_request_body_bytes.filter(|b| *b > 0),
-            max_connections: match raw.max_connections.unwrap_or(10_000) {
+            max_in_flight_requests: match raw.max_in_flight_requests.unwrap_or(512) {
+                0 => {
+                    self.problem("limits.max_in_flight_requests", "must be positive");
+                    1
+                }
+                // tokio's semaphore holds at most usize::MAX >> 3 permits.
+                n if n > 100_000_000 => {
+                    self.problem("limits.max_in_flight_requests", "must be at most 100000000");
+                    1
+                }
+                n => n,
+            },
+            send_timeout: Duration::from_secs(positive(
+                self,
+                "send_timeout_seconds",
+                raw.send_timeout_seconds.unwrap_or(30),
+            )),
+            upstream_max_idle_connections: raw.upstream_max_idle_connections.unwrap_or(128),
+            max_connections: match raw.max_connections.unwrap_or(1024) {
                 0 => {
                     self.problem("limits.max_connections", "must be positive");
+                    1
+                }
+                n if n > 100_000_000 => {
+                    self.problem("limits.max_connections", "must be at most 100000000");
                     1
                 }
                 n => n,
@@ -1288,7 +1322,7 @@ impl Validator {
                 "idle_timeout_seconds",
                 raw.idle_timeout_seconds.unwrap_or(60),
             )),
-            h2_max_concurrent_streams: match raw.h2_max_concurrent_streams.unwrap_or(200) {
+            h2_max_concurrent_streams: match raw.h2_max_concurrent_streams.unwrap_or(100) {
                 0 => {
                     self.problem("limits.h2_max_concurrent_streams", "must be positive");
                     1

@@ -193,6 +193,39 @@ pub async fn handle(
     Ok(response)
 }
 
+/// The answer to a request over `limits.max_in_flight_requests`: 503 with
+/// `Retry-After: 1` (gRPC: UNAVAILABLE, which clients retry), before any work on the
+/// request; logged and counted with outcome `overloaded`.
+#[must_use]
+pub fn overloaded<B>(req: &Request<B>, shared: &Shared) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let mut response = simple(
+        StatusCode::SERVICE_UNAVAILABLE,
+        r#"{"error":"temporarily_unavailable"}"#,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if is_grpc_head(req.headers()) {
+        add_grpc_status(&mut response);
+    }
+    if req.method() == Method::HEAD {
+        *response.body_mut() = full("");
+    }
+    let outcome = Outcome::refused("overloaded", "in_flight_limit", 0.0);
+    let id = request_id(&Request::new(()).into_parts().0, false);
+    logging(
+        shared,
+        req.method(),
+        None,
+        &response,
+        &outcome,
+        started,
+        &id,
+    );
+    response
+}
+
 /// The TCP peer is in `trusted_proxies`.
 fn is_trusted_peer(cfg: &Config, conn: ConnInfo) -> bool {
     conn.peer.is_some_and(|p| {
@@ -212,8 +245,11 @@ fn head_copy(parts: &Parts) -> Parts {
 }
 
 fn is_grpc(parts: &Parts) -> bool {
-    parts
-        .headers
+    is_grpc_head(&parts.headers)
+}
+
+fn is_grpc_head(headers: &http::HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/grpc"))
@@ -314,6 +350,7 @@ async fn process(
             let admitted = websocket::Admitted {
                 parts: head_copy(&parts),
                 expires: admission.identity.as_ref().map(|i| i.claims.exp),
+                keep_alive: parts.extensions.remove::<websocket::KeepAlive>(),
             };
             (upgrade, admitted)
         })

@@ -137,11 +137,13 @@ impl Live {
                 changed(format!("{:?}", o.shutdown), format!("{:?}", new.shutdown)),
             ),
             (
-                "limits (connection-level: header sizes and timeouts, max_connections, idle and h2 limits)",
+                "limits (connection-level: header sizes and timeouts, max_connections, max_in_flight_requests, idle, send and h2 limits)",
                 o.limits.max_header_bytes != new.limits.max_header_bytes
                     || o.limits.max_headers != new.limits.max_headers
                     || o.limits.header_read_timeout != new.limits.header_read_timeout
                     || o.limits.max_connections != new.limits.max_connections
+                    || o.limits.max_in_flight_requests != new.limits.max_in_flight_requests
+                    || o.limits.send_timeout != new.limits.send_timeout
                     || o.limits.idle_timeout != new.limits.idle_timeout
                     || o.limits.h2_max_concurrent_streams != new.limits.h2_max_concurrent_streams,
             ),

@@ -8,6 +8,7 @@
 //! drain.
 
 mod conn;
+mod inflight;
 mod per_ip;
 
 use std::convert::Infallible;
@@ -27,7 +28,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{Limits, ListenAddr};
 use crate::proxy::{self, ConnInfo};
 use crate::reload::Live;
-use conn::{ConnWatch, GuardedBody, InFlight, Rules, Verdict, Watched};
+use crate::websocket::KeepAlive;
+use conn::{ConnWatch, Rules, Verdict, Watched};
+use inflight::{GuardedBody, InFlight, Permits, Streams};
 use per_ip::{PerIp, Slot};
 
 /// The socket the proxy accepts on.
@@ -97,8 +100,51 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_local_error_reset_streams(Some(1024));
+        .max_local_error_reset_streams(Some(1024))
+        // Memory bounds (README "Memory model"): request data buffered per stream while
+        // the upstream is slow to read it, and response data queued per stream.
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONN_WINDOW)
+        .max_send_buf_size(H2_SEND_BUF);
     b
+}
+
+/// HTTP/2 receive window per stream (nginx's default too): request data buffered per
+/// stream is bounded by it.
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+/// HTTP/2 receive window per connection.
+const H2_CONN_WINDOW: u32 = 1024 * 1024;
+/// Response data queued per HTTP/2 stream beyond what the client's window allows.
+const H2_SEND_BUF: usize = 64 * 1024;
+
+/// What an accepted connection holds while it lives: its `max_connections` permit, its
+/// per-address slot, and its place in the open-connections gauge. A bridged WebSocket
+/// session inherits it (through [`KeepAlive`]), so sessions count against the cap.
+struct ConnHold {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _slot: Option<Slot>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl ConnHold {
+    fn new(
+        permit: tokio::sync::OwnedSemaphorePermit,
+        slot: Option<Slot>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        metrics.connections.inc();
+        Self {
+            _permit: permit,
+            _slot: slot,
+            metrics,
+        }
+    }
+}
+
+impl Drop for ConnHold {
+    fn drop(&mut self) {
+        self.metrics.connections.dec();
+    }
 }
 
 /// Once a connection has been asked to close gracefully (GOAWAY sent, keep-alive
@@ -114,6 +160,12 @@ struct ConnCtx {
     live: Arc<Live>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     rules: Rules,
+    /// The global cap on requests in flight.
+    permits: Permits,
+    /// `limits.send_timeout`.
+    send_timeout: Duration,
+    /// The connection's slot; handed to a WebSocket session that outlives it.
+    hold: Arc<ConnHold>,
     /// Turns true when the server drains.
     drain: watch::Receiver<bool>,
     /// Held while the connection lives, so the drain can wait for it.
@@ -132,23 +184,39 @@ where
         live,
         builder,
         rules,
+        permits,
+        send_timeout,
+        hold,
         mut drain,
         _open,
     } = ctx;
     let watch = ConnWatch::new(tokio::time::Instant::now());
+    let streams = Arc::new(Streams::default());
     let io = Watched::new(io, Arc::clone(&watch));
     let svc_watch = Arc::clone(&watch);
-    let svc = service_fn(move |req| {
+    let svc_streams = Arc::clone(&streams);
+    let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         // Each request sees the configuration in force when it arrives. The guard
-        // lives until the response body is done or dropped, whichever comes first.
+        // lives until the response body is done, dropped or abandoned.
         let shared = live.load();
-        let guard = InFlight::enter(&svc_watch, shared.metrics.in_flight.clone());
+        let permit = permits.try_take();
+        let admitted = permit.is_some();
+        let guard = InFlight::enter(&svc_watch, shared.metrics.in_flight.clone(), permit);
+        if admitted && req.headers().contains_key(http::header::UPGRADE) {
+            let held: Arc<dyn Send + Sync> = Arc::clone(&hold) as _;
+            req.extensions_mut().insert(KeepAlive::new(held));
+        }
+        let streams = Arc::clone(&svc_streams);
         async move {
-            let response = match proxy::handle(req, shared, info).await {
-                Ok(r) => r,
-                Err(never) => match never {},
+            let response = if admitted {
+                match proxy::handle(req, shared, info).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                }
+            } else {
+                proxy::overloaded(&req, &shared)
             };
-            Ok::<_, Infallible>(response.map(|body| GuardedBody::new(body, guard)))
+            Ok::<_, Infallible>(response.map(|body| GuardedBody::new(body, guard, &streams)))
         }
     });
     let conn = builder
@@ -170,6 +238,23 @@ where
             (since + CLOSE_GRACE).max(now + CLOSING_TICK)
         } else {
             match watch.verdict(&rules, now) {
+                Verdict::Open(at) if watch.in_flight() > 0 => {
+                    match streams.abandon_stalled(send_timeout, now) {
+                        (0, next) => next.map_or(at, |n| n.min(at)),
+                        (n, _) => {
+                            tracing::debug!(
+                                abandoned = n,
+                                "responses the client took nothing of for the send timeout abandoned"
+                            );
+                            if watch.is_http1() {
+                                // Its one response cannot finish: close now.
+                                conn.as_mut().graceful_shutdown();
+                                closing = Some(now);
+                            }
+                            continue;
+                        }
+                    }
+                }
                 Verdict::Open(at) => at,
                 Verdict::Close(why) => {
                     tracing::debug!(?why, "closing client connection");
@@ -244,6 +329,8 @@ pub async fn serve_proxy(
     let per_ip = Arc::new(PerIp::default());
     let local_port = listener.local_addr().map_or(0, |a| a.port());
     let permits = Arc::new(Semaphore::new(startup.config.limits.max_connections));
+    let in_flight = Permits::new(startup.config.limits.max_in_flight_requests);
+    let send_timeout = startup.config.limits.send_timeout;
     let metrics = Arc::clone(&startup.metrics);
     drop(startup);
     loop {
@@ -278,6 +365,7 @@ pub async fn serve_proxy(
         };
         let tls = tls.clone();
         let metrics = Arc::clone(&metrics);
+        let hold = Arc::new(ConnHold::new(permit, slot, Arc::clone(&metrics)));
         let ctx = ConnCtx {
             info: ConnInfo {
                 peer,
@@ -287,11 +375,13 @@ pub async fn serve_proxy(
             live: Arc::clone(&live),
             builder: Arc::clone(&builder),
             rules,
+            permits: in_flight.clone(),
+            send_timeout,
+            hold: Arc::clone(&hold),
             drain: stop_accepting.clone(),
             _open: open_conns.subscribe(),
         };
         tokio::spawn(async move {
-            metrics.connections.inc();
             match (stream, tls) {
                 (Accepted::Tcp(s), Some((acceptor, timeout))) => {
                     match tokio::time::timeout(timeout, acceptor.accept(s)).await {
@@ -309,8 +399,8 @@ pub async fn serve_proxy(
                 (Accepted::Tcp(s), None) => serve_conn(s, ctx).await,
                 (Accepted::Unix(s), _) => serve_conn(s, ctx).await,
             }
-            metrics.connections.dec();
-            drop((permit, slot));
+            // A bridged WebSocket session may keep the slot (see `ConnHold`).
+            drop(hold);
         });
     }
     let unix_path = listener.unix_path().map(Path::to_path_buf);

@@ -181,6 +181,14 @@ fn tls_config(cfg: &Config) -> Result<rustls::ClientConfig, UpstreamError> {
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
+/// Largest HTTP/1 read or write buffer of an upstream connection.
+const UPSTREAM_BUF: usize = 64 * 1024;
+/// HTTP/2 receive window per upstream stream: response data buffered for a client that
+/// does not read is bounded by it.
+const UPSTREAM_H2_STREAM_WINDOW: u32 = 64 * 1024;
+/// HTTP/2 receive window per upstream connection.
+const UPSTREAM_H2_CONN_WINDOW: u32 = 4 * 1024 * 1024;
+
 /// Builds the pooled upstream client.
 ///
 /// # Errors
@@ -206,8 +214,17 @@ pub fn client(cfg: &Config) -> Result<UpstreamClient, UpstreamError> {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .pool_idle_timeout(cfg.limits.upstream_idle_timeout)
+        .pool_max_idle_per_host(cfg.limits.upstream_max_idle_connections)
         .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new());
+        .timer(TokioTimer::new())
+        // Memory bounds per upstream connection (README "Memory model"): HTTP/1 read
+        // and write buffers of at most UPSTREAM_BUF bytes, and at most
+        // UPSTREAM_H2_STREAM_WINDOW bytes of HTTP/2 response data buffered per stream
+        // while its client takes nothing.
+        .http1_max_buf_size(UPSTREAM_BUF)
+        .http2_initial_stream_window_size(UPSTREAM_H2_STREAM_WINDOW)
+        .http2_initial_connection_window_size(UPSTREAM_H2_CONN_WINDOW)
+        .http2_adaptive_window(false);
     if cfg.upstream_protocol == UpstreamProtocol::Http2 {
         builder.http2_only(true);
     }

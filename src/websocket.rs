@@ -80,6 +80,20 @@ impl Sessions {
     }
 }
 
+/// Whatever the accepting layer wants kept alive as long as the connection it came in
+/// on: its `max_connections` slot and its place in the open-connections gauge. The
+/// connection's requests that ask for an upgrade carry it as an extension; a bridged
+/// session takes it over, so sessions count against the connection cap.
+#[derive(Clone)]
+pub struct KeepAlive(#[allow(dead_code, reason = "held for its Drop")] Arc<dyn Send + Sync>);
+
+impl KeepAlive {
+    /// Wraps what must stay alive.
+    pub fn new(held: Arc<dyn Send + Sync>) -> Self {
+        Self(held)
+    }
+}
+
 /// What a session needs to re-decide its admission later: the request head it was
 /// admitted with (the token included) and when the token stops being valid.
 pub struct Admitted {
@@ -87,6 +101,8 @@ pub struct Admitted {
     pub parts: Parts,
     /// `exp` of the token, when the route needed one.
     pub expires: Option<i64>,
+    /// The client connection's slot, held while the session lives.
+    pub keep_alive: Option<KeepAlive>,
 }
 
 /// Re-runs the pure decision for a session's request; `true` while it is still allowed.
@@ -112,6 +128,8 @@ pub(crate) fn spawn_bridge(
     let opened_at = unix_now();
     tokio::spawn(async move {
         let _guard = guard;
+        // The whole of `admitted` lives as long as the session, its connection slot too.
+        let admitted = admitted;
         let (client, upstream) = match tokio::join!(client, upstream) {
             (Ok(c), Ok(u)) => (c, u),
             (c, u) => {

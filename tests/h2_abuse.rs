@@ -915,7 +915,7 @@ async fn continuation_floods_get_goaway_with_memory_bounded_and_others_served() 
 
 #[tokio::test]
 async fn zero_window_streams_stall_alone_with_memory_bounded_and_others_served() {
-    const STREAMS: u32 = 150;
+    const STREAMS: u32 = 90;
     const SIZE: usize = 1024 * 1024;
     let (big, count, arrived) = big_upstream(SIZE).await;
     let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
@@ -961,4 +961,94 @@ async fn zero_window_streams_stall_alone_with_memory_bounded_and_others_served()
     drop(w);
     reader.abort();
     wait_for_metric(&sidecar.admin, "cognito_sidecar_requests_in_flight", 0.0).await;
+}
+
+/// Reads frames until `stream`'s response head arrives; returns its first header byte
+/// (hyper encodes `:status 200` as 0x88) or `None` if the stream was reset.
+async fn response_head(r: &mut OwnedReadHalf, stream: u32) -> Option<u8> {
+    loop {
+        let f = tokio::time::timeout(Duration::from_secs(10), read_frame(r))
+            .await
+            .expect("no response head within 10 s")
+            .expect("connection closed before the response head");
+        if f.stream == stream && f.kind == RST_STREAM {
+            return None;
+        }
+        if f.stream == stream && f.kind == HEADERS {
+            return f.payload.first().copied();
+        }
+    }
+}
+
+#[tokio::test]
+async fn stalled_streams_fill_the_in_flight_cap_then_get_503_and_the_send_timeout_frees_them() {
+    const CAP: u32 = 20;
+    let (big, count, arrived) = big_upstream(1024 * 1024).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let limits = format!(
+        "[limits]\nmax_in_flight_requests = {CAP}\nsend_timeout_seconds = 2\nidle_timeout_seconds = 600\n"
+    );
+    let text = config_text(&jwks.url(), big, "", &limits);
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    // Zero stream windows: no response DATA can ever be sent.
+    let (mut r, mut w) =
+        h2_connect(env.sidecar.proxy_addr, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
+    for i in 0..CAP {
+        w.write_all(&get(1 + 2 * i, "/public/big")).await.unwrap();
+    }
+    wait_count(&count, &arrived, CAP as usize).await;
+    wait_for_metric(
+        &env.admin_url(""),
+        "cognito_sidecar_requests_in_flight",
+        f64::from(CAP),
+    )
+    .await;
+    // At the cap: more streams and other clients are refused at once, not queued.
+    w.write_all(&get(1 + 2 * CAP, "/public/big")).await.unwrap();
+    let head = response_head(&mut r, 1 + 2 * CAP).await;
+    assert!(
+        head.is_some_and(|b| b != 0x88),
+        "stream over the cap: {head:?}"
+    );
+    let other = env
+        .client
+        .get(env.url("/public/other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 503);
+    assert_eq!(other.headers()["retry-after"], "1");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        CAP as usize,
+        "refused requests cost no upstream call"
+    );
+    let m = env.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "cognito_sidecar_requests_total{outcome=\"overloaded\",status_class=\"5xx\"}"
+        ) >= 2.0
+    );
+    // The stalled client keeps its connection open but takes nothing: after the send
+    // timeout its responses are abandoned and their slots (and upstreams) released.
+    let reader = tokio::spawn(async move { while read_frame(&mut r).await.is_ok() {} });
+    wait_for_metric(
+        &env.admin_url(""),
+        "cognito_sidecar_requests_in_flight",
+        0.0,
+    )
+    .await;
+    let body = env
+        .client
+        .get(env.url("/public/other"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.len(), 1024 * 1024, "a second client is served in full");
+    drop(w);
+    reader.abort();
 }

@@ -1296,3 +1296,52 @@ async fn an_upstream_that_never_completes_the_connect_gets_502_after_the_connect
     );
     drop((blackhole, fillers));
 }
+
+#[tokio::test]
+async fn bridged_websockets_count_against_max_connections_and_in_the_connection_gauge() {
+    let ws_addr = start_ws_upstream(Arc::default()).await;
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let tables = format!("{WS_ROUTES}[limits]\nmax_connections = 2\n");
+    let text = config_text(&jwks.url(), ws_addr, "", &tables);
+    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let addr = env.sidecar.proxy_addr;
+    let token = mint(&access_claims());
+    let mut a = ws_connect(addr, "/ws/a", Some(&token)).await.unwrap();
+    let mut b = ws_connect(addr, "/ws/b", Some(&token)).await.unwrap();
+    assert!(ws_echoes(&mut a).await && ws_echoes(&mut b).await);
+    let m = env.metrics().await;
+    assert_eq!(metric(&m, "cognito_sidecar_websocket_sessions"), 2.0);
+    assert_eq!(
+        metric(&m, "cognito_sidecar_open_connections"),
+        2.0,
+        "bridged sessions are open connections"
+    );
+    // Both slots are taken by sessions: a third connection waits in the accept queue.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third
+        .write_all(b"GET /ws/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first_byte = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), third.read(&mut first_byte))
+            .await
+            .is_err(),
+        "a connection over the cap was served while two sessions held both slots"
+    );
+    // A session ends: its slot goes to the waiting connection.
+    a.close(None).await.unwrap();
+    ws_ended(&mut a).await;
+    drop(a);
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut answer))
+        .await
+        .expect("the waiting connection was not served after a session ended")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer).contains(" 401 "),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(ws_echoes(&mut b).await, "the other session is untouched");
+}

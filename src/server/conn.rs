@@ -21,10 +21,8 @@
 //!
 //! [`Watched`] wraps the (decrypted) client stream and feeds each read to a [`Sniffer`],
 //! which parses nothing but the 24-byte HTTP/2 preface and the 9-byte frame headers;
-//! payloads are skipped, never buffered. [`InFlight`] counts a request on its connection
-//! and in the `requests_in_flight` gauge until [`GuardedBody`] (its response body) ends
-//! or is dropped, so a client that disconnects mid-request cannot leak the count; the
-//! body also tells the watch when it waits on the client.
+//! payloads are skipped, never buffered. Requests in flight report to the watch through
+//! `server/inflight.rs`, including when they wait on the client.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,13 +30,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use prometheus::IntGauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
-
-use crate::proxy::ProxyBody;
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -99,6 +92,11 @@ impl Default for Sniffer {
 }
 
 impl Sniffer {
+    /// Whether the bytes so far are not HTTP/2.
+    pub(crate) fn is_http1(&self) -> bool {
+        self.phase == Phase::Http1
+    }
+
     /// Whether an HTTP/2 header block is open now.
     pub(crate) fn block_open(&self) -> bool {
         self.block_open
@@ -245,6 +243,8 @@ pub(crate) struct ConnWatch {
     last_activity_ms: AtomicU64,
     block_since_ms: AtomicU64,
     first_head: AtomicBool,
+    /// The connection speaks HTTP/1 (one response at a time).
+    http1: AtomicBool,
     in_flight: AtomicUsize,
     /// Requests in flight that are not waiting on the client.
     progressing: AtomicUsize,
@@ -257,6 +257,7 @@ impl ConnWatch {
             last_activity_ms: AtomicU64::new(0),
             block_since_ms: AtomicU64::new(NONE),
             first_head: AtomicBool::new(false),
+            http1: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             progressing: AtomicUsize::new(0),
         })
@@ -289,6 +290,39 @@ impl ConnWatch {
         } else if seen.block_started {
             self.block_since_ms.store(ms, Ordering::Relaxed);
         }
+    }
+
+    /// A request head arrived and is now in flight.
+    pub(crate) fn request_entered(&self) {
+        self.first_head.store(true, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.progressing.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request in flight began waiting on the client: the idle clock runs from `now`.
+    pub(crate) fn stopped_progressing(&self, now: Instant) {
+        self.touch(now);
+        self.progressing.fetch_sub(1, Ordering::Release);
+    }
+
+    /// A request waiting on the client progresses again.
+    pub(crate) fn progressing_again(&self) {
+        self.progressing.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request left (`progressing`: it was not waiting on the client); its end is
+    /// activity, so the idle clock starts at `now`.
+    pub(crate) fn request_left(&self, progressing: bool, now: Instant) {
+        self.touch(now);
+        if progressing {
+            self.progressing.fetch_sub(1, Ordering::Release);
+        }
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Whether the connection speaks HTTP/1 (known once its first bytes arrived).
+    pub(crate) fn is_http1(&self) -> bool {
+        self.http1.load(Ordering::Relaxed)
     }
 
     /// Requests in flight on this connection.
@@ -378,6 +412,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
                 this.watch
                     .observe(seen, this.sniffer.block_open(), Instant::now());
             }
+            if this.sniffer.is_http1() && !this.watch.is_http1() {
+                this.watch.http1.store(true, Ordering::Relaxed);
+            }
         }
         r
     }
@@ -409,117 +446,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     }
 }
 
-/// One request in progress: counted on its connection and in the global gauge from
-/// the moment hyper hands it over until the guard is dropped.
-pub(crate) struct InFlight {
-    watch: Arc<ConnWatch>,
-    gauge: IntGauge,
-    waiting_on_client: bool,
-}
-
-impl InFlight {
-    /// Counts a request whose head has just arrived.
-    pub(crate) fn enter(watch: &Arc<ConnWatch>, gauge: IntGauge) -> Self {
-        watch.first_head.store(true, Ordering::Relaxed);
-        watch.in_flight.fetch_add(1, Ordering::Relaxed);
-        watch.progressing.fetch_add(1, Ordering::Relaxed);
-        gauge.inc();
-        Self {
-            watch: Arc::clone(watch),
-            gauge,
-            waiting_on_client: false,
-        }
-    }
-
-    /// The proxy holds response data for the client (or is about to send the first);
-    /// the idle clock runs from now until the client takes it.
-    fn wait_on_client(&mut self) {
-        if !self.waiting_on_client {
-            self.waiting_on_client = true;
-            self.watch.touch(Instant::now());
-            self.watch.progressing.fetch_sub(1, Ordering::Release);
-        }
-    }
-
-    /// The client took what it was given: the request progresses again.
-    fn progress(&mut self) {
-        if self.waiting_on_client {
-            self.waiting_on_client = false;
-            self.watch.progressing.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        // The end of a response is activity: the idle clock starts now.
-        self.watch.touch(Instant::now());
-        if !self.waiting_on_client {
-            self.watch.progressing.fetch_sub(1, Ordering::Release);
-        }
-        self.watch.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.gauge.dec();
-    }
-}
-
-/// A response body that keeps its request's [`InFlight`] guard until the body has
-/// ended, failed or been dropped (client gone, stream reset). hyper asks it for the
-/// next frame only when the client can take more (socket writable, flow-control window
-/// open), so between handing out a frame (or the response head) and the next poll the
-/// request waits on the client; while a poll is pending it waits on the upstream.
-pub(crate) struct GuardedBody {
-    inner: ProxyBody,
-    guard: Option<InFlight>,
-}
-
-impl GuardedBody {
-    pub(crate) fn new(inner: ProxyBody, mut guard: InFlight) -> Self {
-        guard.wait_on_client();
-        Self {
-            inner,
-            guard: Some(guard),
-        }
-    }
-}
-
-impl Body for GuardedBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        if let Some(guard) = &mut this.guard {
-            guard.progress();
-        }
-        let r = Pin::new(&mut this.inner).poll_frame(cx);
-        match &r {
-            Poll::Ready(Some(Ok(_))) => {
-                if let Some(guard) = &mut this.guard {
-                    guard.wait_on_client();
-                }
-            }
-            Poll::Ready(None | Some(Err(_))) => this.guard = None,
-            Poll::Pending => {}
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
 
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
@@ -697,84 +626,5 @@ mod tests {
             w.verdict(&rules(), t1 + Duration::from_secs(10)),
             Verdict::Close(Close::SlowHeaderBlock)
         );
-    }
-
-    #[test]
-    fn control_frames_do_not_hold_off_the_idle_rule_but_requests_in_flight_do() {
-        let t0 = Instant::now();
-        let w = ConnWatch::new(t0);
-        let guard = InFlight::enter(&w, IntGauge::new("g", "g").unwrap());
-        assert_eq!(w.in_flight(), 1);
-        // A long response: never idle while it lasts.
-        let late = t0 + Duration::from_secs(600);
-        assert!(matches!(w.verdict(&rules(), late), Verdict::Open(_)));
-        drop(guard);
-        assert_eq!(w.in_flight(), 0);
-        // Control traffic only (nothing observed as request bytes): idle after 60 s.
-        w.observe(Seen::default(), false, Instant::now());
-        let verdict = w.verdict(&rules(), Instant::now() + Duration::from_secs(61));
-        assert_eq!(verdict, Verdict::Close(Close::Idle));
-    }
-
-    #[test]
-    fn the_in_flight_gauge_returns_to_zero_when_a_guarded_body_is_dropped_unfinished() {
-        let gauge = IntGauge::new("g", "g").unwrap();
-        let w = ConnWatch::new(Instant::now());
-        let inner = http_body_util::Full::new(Bytes::from_static(b"x"))
-            .map_err(|never: std::convert::Infallible| match never {})
-            .boxed();
-        let body = GuardedBody::new(inner, InFlight::enter(&w, gauge.clone()));
-        assert_eq!(gauge.get(), 1);
-        drop(body);
-        assert_eq!(gauge.get(), 0);
-        assert_eq!(w.in_flight(), 0);
-    }
-
-    /// A response body whose upstream never sends anything.
-    struct Silent;
-
-    impl Body for Silent {
-        type Data = Bytes;
-        type Error = hyper::Error;
-        fn poll_frame(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-            Poll::Pending
-        }
-    }
-
-    fn poll(body: &mut GuardedBody) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        Pin::new(body).poll_frame(&mut cx)
-    }
-
-    #[test]
-    fn a_response_waiting_on_its_upstream_progresses_but_one_waiting_on_its_client_idles() {
-        let t0 = Instant::now();
-        let w = ConnWatch::new(t0);
-        let gauge = IntGauge::new("g", "g").unwrap();
-        let mut body = GuardedBody::new(Silent.boxed(), InFlight::enter(&w, gauge.clone()));
-        // The head is out but the body was never asked for (a zero window): the
-        // client takes nothing, so the idle clock runs.
-        let later = Instant::now() + Duration::from_secs(61);
-        assert!(w.is_idle(&rules(), later));
-        // Asked for, with the upstream silent (server-sent events): never idle.
-        assert!(poll(&mut body).is_pending());
-        assert!(!w.is_idle(&rules(), Instant::now() + Duration::from_secs(3600)));
-        assert_eq!(gauge.get(), 1);
-
-        let mut full = GuardedBody::new(
-            http_body_util::Full::new(Bytes::from_static(b"data"))
-                .map_err(|never: std::convert::Infallible| match never {})
-                .boxed(),
-            InFlight::enter(&w, gauge.clone()),
-        );
-        assert!(matches!(poll(&mut full), Poll::Ready(Some(Ok(_)))));
-        drop(body);
-        // Data handed out and not asked for again: waiting on the client.
-        assert!(w.is_idle(&rules(), Instant::now() + Duration::from_secs(61)));
-        assert!(matches!(poll(&mut full), Poll::Ready(None)));
-        assert_eq!((w.in_flight(), gauge.get()), (0, 0), "the end of the body");
     }
 }

@@ -1,0 +1,424 @@
+//! Requests in flight, from the moment hyper hands a request head over until its
+//! response body has ended, failed or been dropped:
+//!
+//! - [`Permits`]: the global cap (`limits.max_in_flight_requests`) on requests and
+//!   HTTP/2 streams in flight across every connection. A request over it is answered
+//!   503 at once, before any work, so stalled clients cannot pile up upstream
+//!   connections and buffers without bound.
+//! - [`InFlight`]: counts one request on its connection's [`ConnWatch`] and in the
+//!   `requests_in_flight` gauge, and holds its permit, until dropped (a client that
+//!   disconnects mid-request cannot leak the count).
+//! - [`GuardedBody`]: the response body, carrying the guard. hyper asks it for the next
+//!   frame only when the client can take more, so between handing out a frame (or the
+//!   response head) and the next poll the request waits on the client.
+//! - [`Streams`]: one connection's responses. The serve loop calls
+//!   [`Streams::abandon_stalled`]: a response the client has taken nothing of for
+//!   `limits.send_timeout_seconds` has its upstream body and guard dropped at once
+//!   (upstream connection, buffers and permit released); hyper resets its stream
+//!   (HTTP/2) or closes the connection (HTTP/1) when it next looks at it.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use prometheus::IntGauge;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::conn::ConnWatch;
+use crate::proxy::ProxyBody;
+
+/// The global cap on requests in flight.
+#[derive(Debug, Clone)]
+pub(crate) struct Permits(Arc<Semaphore>);
+
+impl Permits {
+    pub(crate) fn new(max: usize) -> Self {
+        Self(Arc::new(Semaphore::new(max)))
+    }
+
+    /// A slot for one more request, or `None` at the cap.
+    pub(crate) fn try_take(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.0).try_acquire_owned().ok()
+    }
+}
+
+/// One request in progress (see the module docs).
+pub(crate) struct InFlight {
+    watch: Arc<ConnWatch>,
+    gauge: IntGauge,
+    waiting_on_client: bool,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl InFlight {
+    /// Counts a request whose head has just arrived.
+    pub(crate) fn enter(
+        watch: &Arc<ConnWatch>,
+        gauge: IntGauge,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Self {
+        watch.request_entered();
+        gauge.inc();
+        Self {
+            watch: Arc::clone(watch),
+            gauge,
+            waiting_on_client: false,
+            _permit: permit,
+        }
+    }
+
+    /// The proxy holds response data for the client (or is about to send the first);
+    /// the idle clock runs from now until the client takes it.
+    fn wait_on_client(&mut self) {
+        if !self.waiting_on_client {
+            self.waiting_on_client = true;
+            self.watch.stopped_progressing(Instant::now());
+        }
+    }
+
+    /// The client took what it was given: the request progresses again.
+    fn progress(&mut self) {
+        if self.waiting_on_client {
+            self.waiting_on_client = false;
+            self.watch.progressing_again();
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.watch
+            .request_left(!self.waiting_on_client, Instant::now());
+        self.gauge.dec();
+    }
+}
+
+/// Why a response body ended early.
+#[derive(Debug, thiserror::Error)]
+enum Abandoned {
+    /// The send timeout passed with the client taking nothing.
+    #[error("the client took nothing of the response for the send timeout")]
+    SendTimeout,
+}
+
+/// What a response still holds while it lives: the upstream body and its guard.
+struct Held {
+    body: ProxyBody,
+    guard: InFlight,
+}
+
+/// One response, shared by its body (polled by hyper) and the connection's [`Streams`].
+#[derive(Default)]
+struct Stream(Mutex<Slot>);
+
+#[derive(Default)]
+struct Slot {
+    /// The upstream body and guard; `None` once ended or abandoned.
+    held: Option<Held>,
+    /// Since when the response has waited on the client; `None` while it does not.
+    waiting_since: Option<Instant>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The responses of one connection, for the send timeout.
+#[derive(Default)]
+pub(crate) struct Streams {
+    list: Mutex<Vec<Weak<Stream>>>,
+}
+
+impl Streams {
+    fn register(&self, stream: &Arc<Stream>) {
+        let mut list = lock(&self.list);
+        // Finished responses leave dead entries; sweep them when they could dominate,
+        // so the list stays within twice the live responses (plus a constant).
+        if list.len() >= 16
+            && list.len() >= 2 * list.iter().filter(|w| w.strong_count() > 0).count()
+        {
+            list.retain(|w| w.strong_count() > 0);
+        }
+        list.push(Arc::downgrade(stream));
+    }
+
+    /// Abandons every response that has waited on its client for `timeout` by `now`;
+    /// returns how many it abandoned and when the next one would be due.
+    pub(crate) fn abandon_stalled(
+        &self,
+        timeout: Duration,
+        now: Instant,
+    ) -> (usize, Option<Instant>) {
+        let live: Vec<Arc<Stream>> = {
+            let mut list = lock(&self.list);
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        let mut abandoned = 0;
+        let mut next: Option<Instant> = None;
+        for stream in live {
+            let mut slot = lock(&stream.0);
+            let Some(since) = slot.waiting_since else {
+                continue;
+            };
+            let due = since + timeout;
+            if now >= due {
+                slot.waiting_since = None;
+                let held = slot.held.take();
+                // Dropped outside the lock: the body's drop releases the upstream.
+                drop(slot);
+                if held.is_some() {
+                    abandoned += 1;
+                }
+                drop(held);
+            } else {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        (abandoned, next)
+    }
+}
+
+/// A response body that keeps its request's [`InFlight`] guard until the body has
+/// ended, failed, been dropped, or been abandoned by the send timeout.
+pub(crate) struct GuardedBody {
+    stream: Arc<Stream>,
+    end_stream: bool,
+    hint: SizeHint,
+}
+
+impl GuardedBody {
+    /// Wraps `body`; the request now waits on the client for its response head.
+    pub(crate) fn new(body: ProxyBody, mut guard: InFlight, streams: &Streams) -> Self {
+        guard.wait_on_client();
+        let end_stream = body.is_end_stream();
+        let hint = body.size_hint();
+        let stream = Arc::new(Stream(Mutex::new(Slot {
+            held: Some(Held { body, guard }),
+            waiting_since: Some(Instant::now()),
+        })));
+        streams.register(&stream);
+        Self {
+            stream,
+            end_stream,
+            hint,
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let mut slot = lock(&this.stream.0);
+        let Some(held) = slot.held.as_mut() else {
+            this.end_stream = true;
+            return Poll::Ready(Some(Err(Abandoned::SendTimeout.into())));
+        };
+        held.guard.progress();
+        let r = Pin::new(&mut held.body).poll_frame(cx);
+        match r {
+            Poll::Ready(Some(Ok(frame))) => {
+                held.guard.wait_on_client();
+                this.hint = held.body.size_hint();
+                slot.waiting_since = Some(Instant::now());
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                slot.waiting_since = None;
+                Poll::Pending
+            }
+            Poll::Ready(None) => {
+                let done = slot.held.take();
+                drop(slot);
+                drop(done);
+                this.end_stream = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let done = slot.held.take();
+                drop(slot);
+                drop(done);
+                this.end_stream = true;
+                Poll::Ready(Some(Err(e.into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.end_stream
+            || lock(&self.stream.0)
+                .held
+                .as_ref()
+                .is_some_and(|h| h.body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::conn::Rules;
+    use http_body_util::BodyExt;
+
+    fn rules() -> Rules {
+        Rules {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn gauge() -> IntGauge {
+        IntGauge::new("g", "g").unwrap()
+    }
+
+    fn full(data: &'static [u8]) -> ProxyBody {
+        http_body_util::Full::new(Bytes::from_static(data))
+            .map_err(|never: std::convert::Infallible| match never {})
+            .boxed()
+    }
+
+    /// A response body whose upstream never sends anything.
+    struct Silent;
+
+    impl Body for Silent {
+        type Data = Bytes;
+        type Error = hyper::Error;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    fn poll(body: &mut GuardedBody) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(body).poll_frame(&mut cx)
+    }
+
+    #[test]
+    fn control_frames_do_not_hold_off_the_idle_rule_but_requests_in_flight_do() {
+        let t0 = Instant::now();
+        let w = ConnWatch::new(t0);
+        let guard = InFlight::enter(&w, gauge(), None);
+        assert_eq!(w.in_flight(), 1);
+        // A long response: never idle while it lasts.
+        assert!(!w.is_idle(&rules(), t0 + Duration::from_secs(600)));
+        drop(guard);
+        assert_eq!(w.in_flight(), 0);
+        assert!(w.is_idle(&rules(), Instant::now() + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn the_in_flight_gauge_and_permit_return_when_a_guarded_body_is_dropped_unfinished() {
+        let gauge = gauge();
+        let permits = Permits::new(1);
+        let w = ConnWatch::new(Instant::now());
+        let streams = Streams::default();
+        let permit = permits.try_take();
+        assert!(permit.is_some());
+        let body = GuardedBody::new(
+            full(b"x"),
+            InFlight::enter(&w, gauge.clone(), permit),
+            &streams,
+        );
+        assert_eq!(gauge.get(), 1);
+        assert!(permits.try_take().is_none(), "the cap is reached");
+        drop(body);
+        assert_eq!((gauge.get(), w.in_flight()), (0, 0));
+        assert!(permits.try_take().is_some(), "the permit came back");
+    }
+
+    #[test]
+    fn a_response_waiting_on_its_upstream_progresses_but_one_waiting_on_its_client_idles() {
+        let w = ConnWatch::new(Instant::now());
+        let gauge = gauge();
+        let streams = Streams::default();
+        let mut body = GuardedBody::new(
+            Silent.boxed(),
+            InFlight::enter(&w, gauge.clone(), None),
+            &streams,
+        );
+        // The head is out but the body was never asked for (a zero window): the
+        // client takes nothing, so the idle clock runs.
+        assert!(w.is_idle(&rules(), Instant::now() + Duration::from_secs(61)));
+        // Asked for, with the upstream silent (server-sent events): never idle.
+        assert!(poll(&mut body).is_pending());
+        assert!(!w.is_idle(&rules(), Instant::now() + Duration::from_secs(3600)));
+        assert_eq!(gauge.get(), 1);
+
+        let mut data = GuardedBody::new(
+            full(b"data"),
+            InFlight::enter(&w, gauge.clone(), None),
+            &streams,
+        );
+        assert!(matches!(poll(&mut data), Poll::Ready(Some(Ok(_)))));
+        drop(body);
+        // Data handed out and not asked for again: waiting on the client.
+        assert!(w.is_idle(&rules(), Instant::now() + Duration::from_secs(61)));
+        assert!(matches!(poll(&mut data), Poll::Ready(None)));
+        assert_eq!((w.in_flight(), gauge.get()), (0, 0), "the end of the body");
+    }
+
+    #[test]
+    fn a_response_its_client_takes_nothing_of_is_abandoned_after_the_send_timeout() {
+        let w = ConnWatch::new(Instant::now());
+        let gauge = gauge();
+        let permits = Permits::new(2);
+        let streams = Streams::default();
+        let timeout = Duration::from_secs(30);
+        let mut stalled = GuardedBody::new(
+            full(b"never taken"),
+            InFlight::enter(&w, gauge.clone(), permits.try_take()),
+            &streams,
+        );
+        let mut waiting_upstream = GuardedBody::new(
+            Silent.boxed(),
+            InFlight::enter(&w, gauge.clone(), permits.try_take()),
+            &streams,
+        );
+        assert!(poll(&mut waiting_upstream).is_pending());
+        let soon = Instant::now() + Duration::from_secs(1);
+        let (n, next) = streams.abandon_stalled(timeout, soon);
+        assert_eq!(n, 0);
+        assert!(
+            next.is_some_and(|d| d > soon),
+            "the stalled one is due later"
+        );
+
+        let late = Instant::now() + Duration::from_secs(31);
+        assert_eq!(streams.abandon_stalled(timeout, late), (1, None));
+        // Its permit and count are back at once, before hyper looks at it again.
+        assert_eq!((w.in_flight(), gauge.get()), (1, 1));
+        assert!(permits.try_take().is_some());
+        assert!(matches!(poll(&mut stalled), Poll::Ready(Some(Err(_)))));
+        // The response waiting on its upstream (a long poll) is never abandoned.
+        assert!(poll(&mut waiting_upstream).is_pending());
+    }
+
+    #[test]
+    fn finished_responses_do_not_accumulate_in_the_connection_list() {
+        let w = ConnWatch::new(Instant::now());
+        let streams = Streams::default();
+        for _ in 0..10_000 {
+            let mut b = GuardedBody::new(full(b"x"), InFlight::enter(&w, gauge(), None), &streams);
+            while let Poll::Ready(Some(_)) = poll(&mut b) {}
+        }
+        assert!(lock(&streams.list).len() <= 32);
+    }
+}
