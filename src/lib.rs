@@ -160,9 +160,9 @@ pub async fn start(
     let (stopped_tx, stopped_rx) = watch::channel(false);
     let tls = match &config.tls {
         Some(settings) => {
-            let (server_config, resolver) = tls::server_config(settings)?;
+            let (server_config, reloadable) = tls::server_config(settings)?;
             tls::spawn_reloader(
-                resolver,
+                reloadable,
                 settings.clone(),
                 Arc::clone(&metrics),
                 stopped_rx.clone(),

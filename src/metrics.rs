@@ -45,7 +45,7 @@ pub struct Metrics {
     pub ready: Gauge,
     /// Bridged WebSocket sessions open now.
     pub websocket_sessions: IntGauge,
-    /// TLS certificate reloads by result.
+    /// TLS reloads (certificate and key, client CA bundle) by result.
     pub tls_reloads: IntCounterVec,
     /// Failed or timed-out TLS handshakes.
     pub tls_handshake_failures: prometheus::IntCounter,
@@ -197,7 +197,7 @@ impl Metrics {
             },
             tls_reloads: counter(
                 "cognito_sidecar_tls_reloads_total",
-                "TLS certificate reloads after the files changed, by result.",
+                "TLS file reloads (certificate and key, client CA bundle) after they changed, by result.",
                 &["result"],
             )?,
             tls_handshake_failures: {

@@ -1,23 +1,32 @@
 //! Downstream TLS termination with rustls: certificate and key from PEM files, TLS 1.2
-//! and 1.3, ALPN `h2` and `http/1.1`, optional client-certificate verification (mTLS).
-//! The files are re-read on an interval and swapped in when their content changes
-//! (Kubernetes rotates mounted Secrets by swapping symlinks): new handshakes use the new
-//! certificate, established connections are untouched, and a broken new pair is
-//! reported and ignored while the old one keeps serving.
+//! and 1.3, ALPN `h2` and `http/1.1`, optional client-certificate verification (mTLS)
+//! against a PEM CA bundle. This module loads the files and builds the `ServerConfig`.
+//! [`spawn_reloader`] (`tls/reload.rs`) re-reads them on an interval (Kubernetes rotates
+//! mounted Secrets by swapping symlinks) and, when their content changes, swaps in the
+//! certificate (via [`ReloadingResolver`]) and the client CA bundle (via
+//! [`ReloadingClientVerifier`], `tls/client_ca.rs`): new handshakes use the new ones,
+//! established connections are untouched, sessions verified under the old bundle are no
+//! longer resumed, and a broken new file is reported and ignored while the old one keeps
+//! serving.
+
+mod client_ca;
+mod reload;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use rustls::ServerConfig;
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::sync::watch;
+
+pub use client_ca::ReloadingClientVerifier;
+pub use reload::{Reloadable, ReloadingResolver, ResettableSessions, spawn_reloader};
 
 use crate::config::TlsSettings;
-use crate::metrics::Metrics;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -33,9 +42,21 @@ pub enum TlsError {
     /// rustls refused the configuration (key does not match, unsupported key type...).
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
-    /// The client CA bundle is unusable.
-    #[error("client CA bundle: {0}")]
-    ClientCa(String),
+    /// The client CA bundle holds no certificate usable as a trust anchor.
+    #[error("{path}: no usable CA certificate in the client CA bundle")]
+    NoClientCa {
+        /// The bundle.
+        path: String,
+    },
+    /// rustls could not build a client-certificate verifier from the bundle.
+    #[error("{path}: client CA bundle refused: {source}")]
+    ClientVerifier {
+        /// The bundle.
+        path: String,
+        /// What rustls objected to.
+        #[source]
+        source: rustls::server::VerifierBuilderError,
+    },
 }
 
 fn file_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
@@ -64,99 +85,70 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
     Ok(certified)
 }
 
-/// Serves whatever certificate was loaded last.
-#[derive(Debug)]
-pub struct ReloadingResolver {
-    current: ArcSwap<CertifiedKey>,
-}
-
-impl ResolvesServerCert for ReloadingResolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+/// Builds a verifier requiring client certificates that chain to a CA in `pem`, the
+/// content of the bundle at `path` (named in errors). Parsing the bytes already read, not
+/// the file again, means the reloader loads exactly the content it compared.
+///
+/// # Errors
+/// [`TlsError`] if the bundle does not parse, holds no usable CA, or rustls refuses it.
+pub fn client_verifier(
+    path: &Path,
+    pem: &[u8],
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(path, e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(TlsError::NoClientCa {
+            path: path.display().to_string(),
+        });
     }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+        .build()
+        .map_err(|source| TlsError::ClientVerifier {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
-/// Builds the server configuration and the resolver the reloader updates.
+/// Builds the server configuration and what the reloader updates in it.
 ///
 /// # Errors
 /// [`TlsError`] if the files are unusable.
-pub fn server_config(
-    settings: &TlsSettings,
-) -> Result<(Arc<ServerConfig>, Arc<ReloadingResolver>), TlsError> {
+pub fn server_config(settings: &TlsSettings) -> Result<(Arc<ServerConfig>, Reloadable), TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let resolver = Arc::new(ReloadingResolver {
-        current: ArcSwap::from_pointee(load_certified_key(
-            &settings.cert_file,
-            &settings.key_file,
-        )?),
-    });
+    let resolver = Arc::new(ReloadingResolver::new(load_certified_key(
+        &settings.cert_file,
+        &settings.key_file,
+    )?));
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let builder = match &settings.client_ca_file {
-        Some(ca) => {
-            let certs = CertificateDer::pem_file_iter(ca)
-                .map_err(|e| file_err(ca, e))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| file_err(ca, e))?;
-            let mut roots = rustls::RootCertStore::empty();
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(TlsError::ClientCa(format!(
-                    "{}: no usable CA certificate",
-                    ca.display()
-                )));
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| TlsError::ClientCa(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
+    let (builder, client_ca) = match &settings.client_ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| file_err(path, e))?;
+            let verifier = Arc::new(ReloadingClientVerifier::new(
+                client_verifier(path, &pem, &provider)?,
+                provider,
+            ));
+            let builder = builder
+                .with_client_cert_verifier(Arc::clone(&verifier) as Arc<dyn ClientCertVerifier>);
+            (builder, Some((verifier, pem)))
         }
-        None => builder.with_no_client_auth(),
+        None => (builder.with_no_client_auth(), None),
     };
     let mut config =
         builder.with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok((Arc::new(config), resolver))
-}
-
-/// Re-reads the certificate and key every `reload_interval`; swaps them in when the
-/// content changed and the new pair loads. Stops when `shutdown` turns true.
-pub fn spawn_reloader(
-    resolver: Arc<ReloadingResolver>,
-    settings: TlsSettings,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    tokio::spawn(async move {
-        let read = |s: &TlsSettings| {
-            (
-                std::fs::read(&s.cert_file).ok(),
-                std::fs::read(&s.key_file).ok(),
-            )
-        };
-        let mut last = read(&settings);
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(settings.reload_interval) => {}
-                () = crate::server::until_true(&mut shutdown) => return,
-            }
-            let now = read(&settings);
-            if now == last {
-                continue;
-            }
-            match load_certified_key(&settings.cert_file, &settings.key_file) {
-                Ok(key) => {
-                    resolver.current.store(Arc::new(key));
-                    metrics.tls_reloads.with_label_values(&["success"]).inc();
-                    tracing::info!(cert = %settings.cert_file.display(), "TLS certificate reloaded");
-                    last = now;
-                }
-                Err(e) => {
-                    // Often a half-written rotation: try again next interval, keep serving.
-                    metrics.tls_reloads.with_label_values(&["error"]).inc();
-                    tracing::warn!(error = %e, "TLS certificate changed but could not be loaded; keeping the previous one");
-                }
-            }
-        }
-    });
+    // Resumption only through this store (the default ticketer makes no stateless
+    // tickets), which the reloader empties when the client CA bundle changes: a resumed
+    // session is not verified again.
+    let sessions = Arc::new(ResettableSessions::new());
+    config.session_storage = Arc::clone(&sessions) as _;
+    Ok((
+        Arc::new(config),
+        Reloadable::new(resolver, client_ca, sessions),
+    ))
 }

@@ -15,7 +15,6 @@
 mod support;
 
 use std::convert::Infallible;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,86 +23,11 @@ use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    SanType,
-};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-// ---------------------------------------------------------------------------
-// Certificates, generated at test time.
-// ---------------------------------------------------------------------------
-
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, name);
-        Self {
-            issuer: CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// (cert PEM, key PEM) for `localhost` / 127.0.0.1.
-    fn server_cert(&self) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        p.subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn client_cert(&self) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["client.example".to_owned()]).unwrap();
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
-
-fn tls_client(ca_pem: &str, identity: Option<(&str, &str)>, http2: bool) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .no_proxy()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()]);
-    if let Some((cert, key)) = identity {
-        b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
-    }
-    if !http2 {
-        b = b.http1_only();
-    }
-    b.build().unwrap()
-}
-
-async fn start_tls_env(top: &str, tls: &str) -> Env {
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let upstream = Upstream::start().await;
-    let text = config_text(&jwks.url(), upstream.addr, top, tls);
-    Env::start_with_config(jwks, upstream, &text, true).await
-}
-
-fn https(env: &Env, path: &str) -> String {
-    format!("https://localhost:{}{path}", env.sidecar.proxy_addr.port())
-}
 
 #[tokio::test]
 async fn tls_is_terminated_for_http1_and_h2_with_alpn() {
@@ -224,20 +148,6 @@ async fn a_rotated_certificate_is_served_without_restart_and_old_connections_con
             .status(),
         200
     );
-}
-
-/// Polls `/metrics` until `series` reaches `want` (there is no push signal to await).
-async fn wait_metric(env: &Env, series: &str, want: f64) {
-    tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            if metric(&env.metrics().await, series) >= want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{series} never reached {want}"));
 }
 
 #[tokio::test]

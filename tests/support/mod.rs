@@ -1,6 +1,7 @@
 //! Test harness: a local IdP (fresh RSA keys, a JWKS server whose answers a test can
 //! change and whose fetches it can count), a recording echo upstream, the sidecar
-//! started with `cognito_sidecar::start` on `127.0.0.1:0`, and raw-socket helpers.
+//! started with `cognito_sidecar::start` on `127.0.0.1:0` (optionally with TLS, with
+//! certificates generated at test time), and raw-socket helpers.
 #![allow(
     dead_code,
     reason = "each test binary uses a different part of the harness"
@@ -14,6 +15,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,6 +27,10 @@ use cognito_sidecar::{Listeners, Running};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    SanType,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -484,4 +490,106 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+// ---------------------------------------------------------------------------
+// TLS: certificates generated at test time, HTTPS clients, a sidecar with `[tls]`.
+// ---------------------------------------------------------------------------
+
+/// A certificate authority issuing server and client certificates.
+pub struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Self {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        Self {
+            issuer: CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap(),
+        }
+    }
+
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// (cert PEM, key PEM) for `localhost` / 127.0.0.1.
+    pub fn server_cert(&self) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        p.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// (cert PEM, key PEM) for a client (extended key usage `clientAuth`).
+    pub fn client_cert(&self) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["client.example".to_owned()]).unwrap();
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// Writes `text` to `dir/name`; returns the path as a string for TOML.
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+/// Replaces the file at `path` atomically, as a rotation does: write a sibling, rename it
+/// over the original.
+pub fn replace(path: &str, text: &str) {
+    let tmp = format!("{path}.new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// An HTTPS client trusting `ca_pem`, presenting `identity` (cert PEM, key PEM) if given.
+pub fn tls_client_builder(ca_pem: &str, identity: Option<(&str, &str)>) -> reqwest::ClientBuilder {
+    let b = reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()]);
+    match identity {
+        Some((cert, key)) => {
+            b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap())
+        }
+        None => b,
+    }
+}
+
+pub fn tls_client(ca_pem: &str, identity: Option<(&str, &str)>, http2: bool) -> reqwest::Client {
+    let b = tls_client_builder(ca_pem, identity);
+    if http2 { b } else { b.http1_only() }.build().unwrap()
+}
+
+/// A ready sidecar with the standard configuration plus `top` and `tls` (a `[tls]` table).
+pub async fn start_tls_env(top: &str, tls: &str) -> Env {
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let upstream = Upstream::start().await;
+    let text = config_text(&jwks.url(), upstream.addr, top, tls);
+    Env::start_with_config(jwks, upstream, &text, true).await
+}
+
+pub fn https(env: &Env, path: &str) -> String {
+    format!("https://localhost:{}{path}", env.sidecar.proxy_addr.port())
+}
+
+/// Polls `/metrics` until `series` reaches `want` (there is no push signal to await).
+pub async fn wait_metric(env: &Env, series: &str, want: f64) {
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if metric(&env.metrics().await, series) >= want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{series} never reached {want}"));
 }
