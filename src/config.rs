@@ -751,7 +751,7 @@ impl Validator {
             .optional::<RawCache>(root, "cache", RawCache::default())
             .map(|c| CacheSettings {
                 max_entries: c.max_entries.unwrap_or(10_000),
-                max_bytes: c.max_bytes.unwrap_or(16 * 1024 * 1024),
+                max_bytes: c.max_bytes.unwrap_or(8 * 1024 * 1024),
             });
         let realm = self
             .optional(root, "realm", "api".to_owned())
@@ -1277,7 +1277,7 @@ impl Validator {
                 raw.upstream_idle_timeout_seconds.unwrap_or(90),
             ),
             max_request_body: raw.max_request_body_bytes.filter(|b| *b > 0),
-            max_in_flight_requests: match raw.max_in_flight_requests.unwrap_or(512) {
+            max_in_flight_requests: match raw.max_in_flight_requests.unwrap_or(128) {
                 0 => {
                     self.problem("limits.max_in_flight_requests", "must be positive");
                     1
@@ -1295,7 +1295,7 @@ impl Validator {
                 raw.send_timeout_seconds.unwrap_or(30),
             )),
             upstream_max_idle_connections: raw.upstream_max_idle_connections.unwrap_or(128),
-            max_connections: match raw.max_connections.unwrap_or(1024) {
+            max_connections: match raw.max_connections.unwrap_or(512) {
                 0 => {
                     self.problem("limits.max_connections", "must be positive");
                     1

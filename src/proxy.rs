@@ -195,22 +195,18 @@ pub async fn handle(
 
 /// The answer to a request over `limits.max_in_flight_requests`: 503 with
 /// `Retry-After: 1` (gRPC: UNAVAILABLE, which clients retry), before any work on the
-/// request; logged and counted with outcome `overloaded`.
+/// request; logged and counted with outcome `overloaded`. The body is empty so the
+/// answer ends with its head: an HTTP/2 stream is closed at once even when the
+/// client's flow-control window is zero, and holds nothing.
 #[must_use]
 pub fn overloaded<B>(req: &Request<B>, shared: &Shared) -> Response<ProxyBody> {
     let started = Instant::now();
-    let mut response = simple(
-        StatusCode::SERVICE_UNAVAILABLE,
-        r#"{"error":"temporarily_unavailable"}"#,
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    let mut response = simple(StatusCode::SERVICE_UNAVAILABLE, "");
+    let h = response.headers_mut();
+    h.remove(header::CONTENT_TYPE);
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     if is_grpc_head(req.headers()) {
         add_grpc_status(&mut response);
-    }
-    if req.method() == Method::HEAD {
-        *response.body_mut() = full("");
     }
     let outcome = Outcome::refused("overloaded", "in_flight_limit", 0.0);
     let id = request_id(&Request::new(()).into_parts().0, false);

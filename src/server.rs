@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
@@ -88,9 +88,34 @@ impl ProxyListener {
     }
 }
 
+/// Runs each HTTP/2 stream's future once on the connection's own task before spawning
+/// it, and spawns it only if it is not done. A stream answered at once (503 over the
+/// in-flight cap) then ends with its head instead of waiting as a task: a flood of
+/// streams on a busy machine cannot pile up as a queue of unstarted tasks, each
+/// holding its stream open (about 10 KiB apiece, up to `max_connections` x
+/// `h2_max_concurrent_streams` of them).
+#[derive(Clone, Copy, Debug, Default)]
+struct EagerExecutor;
+
+impl<F> hyper::rt::Executor<F> for EagerExecutor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        let mut fut = Box::pin(fut);
+        // A no-op waker is sound here: if the future is pending, the spawned task polls
+        // it again at once, registering its real waker.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if fut.as_mut().poll(&mut cx).is_pending() {
+            tokio::spawn(fut);
+        }
+    }
+}
+
 /// Builds the connection builder with every limit set explicitly.
-fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
+fn builder(limits: &Limits) -> auto::Builder<EagerExecutor> {
+    let mut b = auto::Builder::new(EagerExecutor);
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -112,8 +137,9 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// HTTP/2 receive window per stream (nginx's default too): request data buffered per
 /// stream is bounded by it.
 const H2_STREAM_WINDOW: u32 = 64 * 1024;
-/// HTTP/2 receive window per connection.
-const H2_CONN_WINDOW: u32 = 1024 * 1024;
+/// HTTP/2 receive window per connection (the protocol's default size): request data
+/// buffered per connection, whatever its streams do, is bounded by it.
+const H2_CONN_WINDOW: u32 = 64 * 1024;
 /// Response data queued per HTTP/2 stream beyond what the client's window allows.
 const H2_SEND_BUF: usize = 64 * 1024;
 
@@ -158,7 +184,7 @@ const CLOSING_TICK: Duration = Duration::from_millis(250);
 struct ConnCtx {
     info: ConnInfo,
     live: Arc<Live>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<auto::Builder<EagerExecutor>>,
     rules: Rules,
     /// The global cap on requests in flight.
     permits: Permits,

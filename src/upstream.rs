@@ -218,10 +218,13 @@ pub fn client(cfg: &Config) -> Result<UpstreamClient, UpstreamError> {
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         // Memory bounds per upstream connection (README "Memory model"): HTTP/1 read
-        // and write buffers of at most UPSTREAM_BUF bytes, and at most
+        // and write buffers of at most UPSTREAM_BUF bytes each, and at most
         // UPSTREAM_H2_STREAM_WINDOW bytes of HTTP/2 response data buffered per stream
         // while its client takes nothing.
         .http1_max_buf_size(UPSTREAM_BUF)
+        // Copy request body chunks into the write buffer instead of queueing them: a
+        // queued chunk would pin the whole client read buffer it was cut from.
+        .http1_writev(false)
         .http2_initial_stream_window_size(UPSTREAM_H2_STREAM_WINDOW)
         .http2_initial_connection_window_size(UPSTREAM_H2_CONN_WINDOW)
         .http2_adaptive_window(false);
