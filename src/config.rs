@@ -48,26 +48,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Which token kinds a pool or route accepts (Cognito's `token_use` claim).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenUse {
-    /// ID token: `token_use = "id"`, client in `aud`.
-    Id,
-    /// Access token: `token_use = "access"`, client in `client_id`.
-    Access,
-}
-
-impl TokenUse {
-    /// The claim value as Cognito writes it.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Id => "id",
-            Self::Access => "access",
-        }
-    }
-}
+pub use crate::token::TokenUse;
 
 /// How a route treats credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -1433,7 +1414,7 @@ impl Validator {
             forward_authorization: raw.forward_authorization.unwrap_or(false),
         };
         for h in id.managed_headers() {
-            if crate::headers::is_hop_by_hop_or_framing(&h) || h == http::header::HOST {
+            if crate::header_names::is_hop_by_hop_or_framing(&h) || h == http::header::HOST {
                 self.problem(
                     "identity",
                     format!("{h} cannot be used as an identity header"),
@@ -1444,20 +1425,7 @@ impl Validator {
     }
 }
 
-/// Lower-cases a header name and maps `_` to `-`, the form backends (CGI, WSGI, PHP)
-/// collapse names to.
-#[must_use]
-pub fn normalize_header_name(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            if b == b'_' {
-                '-'
-            } else {
-                char::from(b.to_ascii_lowercase())
-            }
-        })
-        .collect()
-}
+pub use crate::header_names::normalize_header_name;
 
 /// Returns the region of a pool id like `us-east-1_AbCdEf123`.
 fn parse_pool_id(id: &str) -> Option<&str> {

@@ -53,21 +53,6 @@ impl HeaderError {
     }
 }
 
-/// Hop-by-hop and framing headers a proxy never forwards (RFC 9110 7.6.1, plus the
-/// legacy and proxy-credential ones).
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-    "trailer",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "http2-settings",
-];
-
 /// Headers that tell a proxy or framework which client, scheme, host, path or method a
 /// request came for; only the proxy may say that, so client copies are always removed.
 /// The method-override family is here: frameworks run the handler the header names, so
@@ -110,11 +95,8 @@ const PROTECTED: [&str; 4] = [
     "authorization",
 ];
 
-/// True for hop-by-hop and framing header names.
-#[must_use]
-pub fn is_hop_by_hop_or_framing(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str()) || name == header::CONTENT_LENGTH
-}
+use crate::header_names::HOP_BY_HOP;
+pub use crate::header_names::is_hop_by_hop_or_framing;
 
 fn connection_options(headers: &HeaderMap) -> Vec<String> {
     headers

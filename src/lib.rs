@@ -36,6 +36,7 @@ pub mod config;
 pub mod credential;
 pub mod demo;
 pub mod diagnose;
+pub mod header_names;
 pub mod headers;
 pub mod issuer;
 pub mod jwks;

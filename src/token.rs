@@ -16,7 +16,26 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::config::TokenUse;
+/// Which token kinds a pool or route accepts (Cognito's `token_use` claim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenUse {
+    /// ID token: `token_use = "id"`, client in `aud`.
+    Id,
+    /// Access token: `token_use = "access"`, client in `client_id`.
+    Access,
+}
+
+impl TokenUse {
+    /// The claim value as Cognito writes it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::Access => "access",
+        }
+    }
+}
 
 /// Why a token could not be parsed or verified. Never shown to clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
