@@ -142,28 +142,16 @@ fn benches(c: &mut Criterion) {
         b.iter(|| auth::authorize(black_box(&parts), now(), &keys, &policy));
     });
     let cache = TokenCache::new(10_000, 16 << 20);
-    allowed(auth::authorize_cached(
-        &parts,
-        now(),
-        &keys,
-        &policy,
-        Some(&cache),
-    ));
+    allowed(cache.authorize(&parts, now(), &keys, &policy));
     g.bench_function("authorize_cached_hit", |b| {
-        b.iter(|| auth::authorize_cached(black_box(&parts), now(), &keys, &policy, Some(&cache)));
+        b.iter(|| cache.authorize(black_box(&parts), now(), &keys, &policy));
     });
     // quick_cache bounds a weighted cache by weight only (its item count is an estimate
     // for sizing): TokenCache::new(16, 16 MiB) keeps all 1024 tokens. Shown once here;
     // the miss benchmark therefore bounds the cache by bytes (about 8 entries).
     let probe = TokenCache::new(16, 16 << 20);
     for p in &fresh {
-        allowed(auth::authorize_cached(
-            p,
-            now(),
-            &keys,
-            &policy,
-            Some(&probe),
-        ));
+        allowed(probe.authorize(p, now(), &keys, &policy));
     }
     eprintln!(
         "note: TokenCache::new(max_entries = 16, max_bytes = 16 MiB) holds {} entries after {} distinct tokens",
@@ -175,7 +163,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("authorize_cached_miss_insert", |b| {
         b.iter(|| {
             i = (i + 1) % fresh.len();
-            auth::authorize_cached(black_box(&fresh[i]), now(), &keys, &policy, Some(&small))
+            small.authorize(black_box(&fresh[i]), now(), &keys, &policy)
         });
     });
     let public = request("/public/health", None);

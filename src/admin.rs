@@ -135,7 +135,7 @@ pub async fn serve_admin(
                     let _ = conn.await;
                 });
             }
-            () = crate::server::until_true(&mut shutdown) => return,
+            () = crate::flag::until_true(&mut shutdown) => return,
         }
     }
 }

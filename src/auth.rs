@@ -13,7 +13,6 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::{Method, header};
 
-use crate::cache::{Entry, TokenCache};
 use crate::config::{AuthMode, Config, PathMatch, PreflightMode, RouteConfig, TokenUse};
 use crate::credential;
 use crate::jwks::KeysSnapshot;
@@ -87,6 +86,19 @@ pub enum Denial {
 }
 
 impl Denial {
+    /// The token verified but the route refused it: whatever a cache remembers about
+    /// the token stays true.
+    #[must_use]
+    pub fn is_route_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Forbidden
+                | Self::InsufficientScope { .. }
+                | Self::ScopesNeedAccessToken { .. }
+                | Self::WrongTokenUse
+        )
+    }
+
     /// Bounded metric label.
     #[must_use]
     pub fn reason(&self) -> &'static str {
@@ -228,6 +240,27 @@ pub struct Identity {
     pub rendered: std::sync::OnceLock<Vec<(http::HeaderName, http::HeaderValue)>>,
 }
 
+/// A verification to remember: the identity and the key that verified it. A remembered
+/// verification is reused only while the same key is in the pool's usable key set, and
+/// the time and pool checks always run again.
+#[derive(Debug)]
+pub struct Remembered {
+    /// Index of the issuing pool.
+    pub pool: usize,
+    /// `kid` of the signing key.
+    pub kid: String,
+    /// Fingerprint of the signing key at verification time.
+    pub key_fingerprint: u64,
+    /// The verified identity.
+    pub identity: Arc<Identity>,
+    /// Approximate bytes held.
+    pub weight: u64,
+}
+
+/// Verifications made earlier, looked up by token (a cache, or nothing). Read-only: the
+/// decision never changes it; the caller remembers [`Admission::learned`].
+pub type Earlier<'a> = &'a dyn Fn(&str) -> Option<Arc<Remembered>>;
+
 /// How a request was admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
@@ -263,8 +296,10 @@ pub struct Admission {
     pub path: String,
     /// The verified caller, when there is one.
     pub identity: Option<Arc<Identity>>,
-    /// Whether the token's verification came from the cache (`None`: no token).
+    /// Whether the token's verification came from an earlier one (`None`: no token).
     pub cached: Option<bool>,
+    /// What a full verification of the token learned, for a cache to remember.
+    pub learned: Option<Arc<Remembered>>,
     /// The route bridges WebSocket upgrades.
     pub websocket: bool,
     /// Query parameter the route may take a token from: removed before forwarding.
@@ -511,26 +546,27 @@ fn usable(
     Some(set)
 }
 
-/// Decides whether a request may be forwarded, and as whom.
+/// Decides whether a request may be forwarded, and as whom: a pure function of the
+/// request head, the time, the key set and the policy.
 ///
 /// `now` is Unix time in seconds. Never performs I/O; an [`Denial::UnknownKid`] tells
 /// the caller a key refresh might help.
 #[must_use]
 pub fn authorize(parts: &Parts, now: i64, keys: &KeysSnapshot, policy: &Policy) -> Decision {
-    authorize_cached(parts, now, keys, policy, None)
+    authorize_with(parts, now, keys, policy, &|_| None)
 }
 
-/// [`authorize`] with an optional verified-token cache (same decisions; a hit saves
-/// the parse and the signature check).
+/// [`authorize`], reusing a verification made `earlier` (same decisions; a reuse saves
+/// the parse and the signature check). Still pure: `earlier` is only read.
 #[must_use]
-pub fn authorize_cached(
+pub fn authorize_with(
     parts: &Parts,
     now: i64,
     keys: &KeysSnapshot,
     policy: &Policy,
-    cache: Option<&TokenCache>,
+    earlier: Earlier<'_>,
 ) -> Decision {
-    match decide(parts, now, keys, policy, cache) {
+    match decide(parts, now, keys, policy, earlier) {
         Ok(a) => Decision::Allow(a),
         Err(d) => Decision::Deny(d),
     }
@@ -541,7 +577,7 @@ fn decide(
     now: i64,
     keys: &KeysSnapshot,
     policy: &Policy,
-    cache: Option<&TokenCache>,
+    earlier: Earlier<'_>,
 ) -> Result<Admission, Denial> {
     if parts.method == Method::CONNECT || parts.method == Method::TRACE {
         return Err(Denial::MethodNotAllowed);
@@ -559,25 +595,26 @@ fn decide(
     }
     let canonical = path::canonicalize(parts.uri.path()).map_err(|_| Denial::BadPath)?;
     let route = policy.route(&parts.method, &canonical);
-    let admit = |admit, identity, cached| Admission {
+    let admit = |admit, identity, cached, learned| Admission {
         admit,
         path: canonical.clone(),
         identity,
         cached,
+        learned,
         websocket: route.websocket,
         token_query_param: (!route.token_query_param.is_empty())
             .then(|| route.token_query_param.clone()),
         token_cookie: (!route.token_cookie.is_empty()).then(|| route.token_cookie.clone()),
     };
     if policy.preflight == PreflightMode::Forward && is_preflight(parts) {
-        return Ok(admit(Admit::Preflight, None, None));
+        return Ok(admit(Admit::Preflight, None, None, None));
     }
     if route.auth == AuthMode::Public {
-        return Ok(admit(Admit::Public, None, None));
+        return Ok(admit(Admit::Public, None, None, None));
     }
     let token = match extract(parts, route)? {
         Credential::None if route.auth == AuthMode::Optional => {
-            return Ok(admit(Admit::Anonymous, None, None));
+            return Ok(admit(Admit::Anonymous, None, None, None));
         }
         Credential::None => {
             // Nothing can be verified while no pool has keys: say so instead of 401.
@@ -597,10 +634,8 @@ fn decide(
     if !is_b64token(token) {
         return Err(Denial::InvalidRequest);
     }
-    let (identity, cached) = match cache {
-        Some(cache) => verify_cached(token, now, keys, policy, cache)?,
-        None => (Arc::new(verify(token, now, keys, policy)?), false),
-    };
+    let (identity, learned) = verify_reusing(token, now, keys, policy, earlier)?;
+    let cached = learned.is_none();
     let claims = &identity.claims;
     if !route.token_use.is_empty() && !route.token_use.contains(&claims.token_use) {
         return Err(Denial::WrongTokenUse);
@@ -619,7 +654,12 @@ fn decide(
             return Err(Denial::InsufficientScope { scopes: scopes() });
         }
     }
-    Ok(admit(Admit::Authenticated, Some(identity), Some(cached)))
+    Ok(admit(
+        Admit::Authenticated,
+        Some(identity),
+        Some(cached),
+        learned,
+    ))
 }
 
 /// Verifies a bearer token against the pool its `iss` names.
@@ -713,53 +753,42 @@ fn check_claims(claims: &Claims, pool: &PoolPolicy, now: i64) -> Result<(), Deni
     Ok(())
 }
 
-/// [`verify`] through a [`TokenCache`]: a hit skips parsing and the RSA check only
-/// if the same key is still in the pool's current, usable key set; the time and pool
-/// checks always run against `now`.
-fn verify_cached(
+/// [`verify`], reusing a verification made `earlier` only if the same key is still in
+/// the pool's current, usable key set; the time and pool checks always run against
+/// `now`. Returns the identity and, for a full verification, what to remember.
+fn verify_reusing(
     token: &str,
     now: i64,
     keys: &KeysSnapshot,
     policy: &Policy,
-    cache: &TokenCache,
-) -> Result<(Arc<Identity>, bool), Denial> {
-    let digest = TokenCache::digest(token);
-    if let Some(entry) = cache.get(&digest) {
+    earlier: Earlier<'_>,
+) -> Result<(Arc<Identity>, Option<Arc<Remembered>>), Denial> {
+    if let Some(entry) = earlier(token) {
         let same_key = usable(keys, entry.pool, now, policy.max_stale)
             .and_then(|set| set.fingerprint(&entry.kid))
             == Some(entry.key_fingerprint);
         if same_key && let Some(pool) = policy.pools.get(entry.pool) {
-            return match check_claims(&entry.identity.claims, pool, now) {
-                Ok(()) => Ok((Arc::clone(&entry.identity), true)),
-                Err(d) => {
-                    cache.remove(&digest);
-                    Err(d)
-                }
-            };
+            check_claims(&entry.identity.claims, pool, now)?;
+            return Ok((Arc::clone(&entry.identity), None));
         }
-        cache.remove(&digest);
     }
     let v = verify_full(token, now, keys, policy)?;
     let identity = Arc::new(v.identity);
-    cache.insert(
-        digest,
-        Entry {
-            pool: v.pool,
-            kid: v.kid,
-            key_fingerprint: v.key_fingerprint,
-            identity: Arc::clone(&identity),
-            // Measured: decoded claims and their map take about four times the token's
-            // size, plus fixed overhead (bench/PROFILE.md).
-            weight: token.len() as u64 * 4 + 1024,
-        },
-    );
-    Ok((identity, false))
+    let learned = Remembered {
+        pool: v.pool,
+        kid: v.kid,
+        key_fingerprint: v.key_fingerprint,
+        identity: Arc::clone(&identity),
+        // Measured: decoded claims and their map take about four times the token's
+        // size, plus fixed overhead (bench/PROFILE.md).
+        weight: token.len() as u64 * 4 + 1024,
+    };
+    Ok((identity, Some(Arc::new(learned))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::TokenCache;
     use crate::issuer::DevIssuer;
     use crate::jwks::{KeySet, PoolKeys};
     use serde_json::json;
@@ -1365,7 +1394,7 @@ mod tests {
     /// its key left the JWKS, or on a stricter route.
     #[test]
     fn a_cache_hit_never_decides_differently_from_a_miss() {
-        let cache = TokenCache::new(64, 1 << 20);
+        let cache = crate::cache::TokenCache::new(64, 1 << 20);
         let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut rnd = |n: u64| {
             seed ^= seed << 13;
@@ -1422,7 +1451,7 @@ mod tests {
             let snapshot = if rnd(4) == 0 { &without_k1 } else { &full };
             let req = request("GET", path, &[&format!("Bearer {token}")], &[]);
             let plain = authorize(&req, now, snapshot, &p);
-            let cached = authorize_cached(&req, now, snapshot, &p, Some(&cache));
+            let cached = cache.authorize(&req, now, snapshot, &p);
             assert_eq!(summary(&plain), summary(&cached), "{path} at {now}");
         }
         assert!(!cache.is_empty(), "the cache was never used");

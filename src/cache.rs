@@ -11,42 +11,33 @@ use aws_lc_rs::digest::{SHA256, digest};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-use crate::auth::Identity;
+use http::request::Parts;
+
+use crate::auth::{self, Decision, Policy, Remembered};
+use crate::jwks::KeysSnapshot;
 
 /// A cached verification.
-#[derive(Debug)]
-pub struct Entry {
-    /// Index of the issuing pool.
-    pub pool: usize,
-    /// `kid` of the signing key.
-    pub kid: String,
-    /// Fingerprint of the signing key at verification time.
-    pub key_fingerprint: u64,
-    /// The verified identity.
-    pub identity: Arc<Identity>,
-    /// Approximate bytes held (set from the token's length at insertion).
-    pub weight: u64,
-}
+pub type Entry = Remembered;
 
 /// Cache key: SHA-256 of the token.
 pub type TokenDigest = [u8; 32];
 
+/// Weighs an entry by the bytes it holds, at least `min` so that `max_bytes` also
+/// enforces `max_entries` (quick_cache bounds by weight; its item count is a hint).
 #[derive(Clone)]
-struct ByMemory;
+struct ByMemory {
+    min: u64,
+}
 
 impl Weighter<TokenDigest, Arc<Entry>> for ByMemory {
     fn weight(&self, _key: &TokenDigest, entry: &Arc<Entry>) -> u64 {
-        // Claims dominate; the decoded map takes about twice its JSON size.
-        entry.weight
+        entry.weight.max(self.min)
     }
 }
 
 /// Bounded verified-token cache.
 pub struct TokenCache {
     inner: Cache<TokenDigest, Arc<Entry>, ByMemory>,
-    /// Smallest weight an entry is given, so that `max_bytes` also enforces
-    /// `max_entries` (quick_cache bounds by weight; its item count is only a hint).
-    min_weight: u64,
 }
 
 impl TokenCache {
@@ -55,9 +46,9 @@ impl TokenCache {
     pub fn new(max_entries: usize, max_bytes: u64) -> Self {
         let max_entries = max_entries.max(1);
         let max_bytes = max_bytes.max(1);
+        let min = (max_bytes / max_entries as u64).max(1);
         Self {
-            inner: Cache::with_weighter(max_entries, max_bytes, ByMemory),
-            min_weight: (max_bytes / max_entries as u64).max(1),
+            inner: Cache::with_weighter(max_entries, max_bytes, ByMemory { min }),
         }
     }
 
@@ -76,9 +67,41 @@ impl TokenCache {
     }
 
     /// Caches a successful verification.
-    pub fn insert(&self, key: TokenDigest, mut entry: Entry) {
-        entry.weight = entry.weight.max(self.min_weight);
-        self.inner.insert(key, Arc::new(entry));
+    pub fn insert(&self, key: TokenDigest, entry: Arc<Entry>) {
+        self.inner.insert(key, entry);
+    }
+
+    /// [`auth::authorize_with`] over this cache: the decision reuses a cached
+    /// verification, then the cache remembers a fresh one and forgets one that no
+    /// longer verifies (expired, key gone). Same decisions as [`auth::authorize`].
+    #[must_use]
+    pub fn authorize(
+        &self,
+        parts: &Parts,
+        now: i64,
+        keys: &KeysSnapshot,
+        policy: &Policy,
+    ) -> Decision {
+        let looked_up = std::cell::Cell::new(None);
+        let earlier = |token: &str| {
+            let digest = Self::digest(token);
+            let entry = self.get(&digest);
+            looked_up.set(Some((digest, entry.is_some())));
+            entry
+        };
+        let decision = auth::authorize_with(parts, now, keys, policy, &earlier);
+        if let Some((digest, was_cached)) = looked_up.get() {
+            match &decision {
+                Decision::Allow(a) => {
+                    if let Some(learned) = &a.learned {
+                        self.insert(digest, Arc::clone(learned));
+                    }
+                }
+                Decision::Deny(d) if was_cached && !d.is_route_refusal() => self.remove(&digest),
+                Decision::Deny(_) => {}
+            }
+        }
+        decision
     }
 
     /// Drops an entry (its key left the JWKS, or the token expired).
@@ -104,7 +127,7 @@ mod tests {
     use super::*;
     use crate::auth::Identity;
 
-    fn entry(weight: u64) -> Entry {
+    fn entry(weight: u64) -> Arc<Entry> {
         let claims = crate::token::Claims::from_payload(
             serde_json::from_str(
                 r#"{"iss":"i","sub":"s","exp":10,"iat":1,"token_use":"access","client_id":"c"}"#,
@@ -112,7 +135,7 @@ mod tests {
             .expect("json"),
         )
         .expect("claims");
-        Entry {
+        Arc::new(Entry {
             pool: 0,
             kid: "k".into(),
             key_fingerprint: 1,
@@ -122,7 +145,7 @@ mod tests {
                 rendered: std::sync::OnceLock::new(),
             }),
             weight,
-        }
+        })
     }
 
     #[test]

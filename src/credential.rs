@@ -1,8 +1,8 @@
 //! PURE: the one reader of the places a bearer credential can travel besides the
-//! `Authorization` header: query parameters and cookies. Credential extraction
-//! ([`crate::auth`]) and credential stripping before forwarding ([`crate::proxy`],
-//! [`crate::headers`]) both use these functions, so what is checked and what is removed
-//! can never disagree.
+//! `Authorization` header: query parameters and cookies. Credential extraction (the
+//! decision, in `auth`) and credential stripping before forwarding (`proxy`, `headers`)
+//! both use these functions, so what is checked and what is removed can never
+//! disagree. This module sits below all three and imports none of them.
 //!
 //! Query parameter names are compared after `application/x-www-form-urlencoded`
 //! decoding (`access%5Ftoken` and `access_token` are the same parameter to every

@@ -206,7 +206,7 @@ pub async fn run(
     running.ready().await;
     let addr = running.proxy_addr;
 
-    let t = crate::jwks::unix_now();
+    let t = crate::clock::unix_now();
     let alice_id = issuer.mint("demo-id-key", &id_claims("alice", &["users"], t, t + 3600));
     let alice_access = issuer.mint(
         "demo-access-key",

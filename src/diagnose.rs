@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -72,9 +71,7 @@ pub async fn verify_token(
     }
     let token = token.trim();
     let mut out = String::new();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let now = crate::clock::unix_now();
 
     // What the token says, before any check (operators need to see it).
     let segments: Vec<&str> = token.split('.').collect();

@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::clock::Instant;
 
 use arc_swap::ArcSwap;
 use base64::Engine as _;
@@ -276,13 +278,7 @@ pub struct Jwks {
     ready: watch::Sender<bool>,
 }
 
-/// Current Unix time in seconds (the proxy's single clock read, passed to pure code).
-#[must_use]
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+pub use crate::clock::unix_now;
 
 impl Jwks {
     /// Creates the key store for these pools (nothing fetched yet).
@@ -417,7 +413,7 @@ impl Jwks {
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = self.slots[i].kick.notified() => {}
-                () = crate::server::until_true(&mut shutdown) => return,
+                () = crate::flag::until_true(&mut shutdown) => return,
             }
         }
     }
@@ -555,11 +551,7 @@ impl Jwks {
 
 fn jitter(base: Duration) -> Duration {
     // Up to 10% early, so a fleet started together does not refresh in lockstep.
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let frac = f64::from(nanos % 1000) / 10_000.0;
-    base.mul_f64(1.0 - frac)
+    base.mul_f64(1.0 - crate::clock::random_fraction() / 10.0)
 }
 
 #[cfg(test)]

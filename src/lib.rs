@@ -28,14 +28,17 @@
 //!   4 response_filter         hop-by-hop removal; errors -> 502 / 504
 //!   5 logging                 one metrics observation + one access-log event
 //! ```
+#![deny(clippy::disallowed_methods)]
 
 pub mod admin;
 pub mod auth;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod credential;
 pub mod demo;
 pub mod diagnose;
+pub mod flag;
 pub mod header_names;
 pub mod headers;
 pub mod issuer;

@@ -9,7 +9,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -21,9 +20,11 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::auth::{self, Admission, Admit, Decision, Denial, Policy};
+use crate::clock::Instant;
+use crate::clock::unix_now;
 use crate::config::{Config, UpstreamProtocol, normalize_header_name};
 use crate::headers::{self, Forwarding, HeaderError};
-use crate::jwks::{Jwks, unix_now};
+use crate::jwks::Jwks;
 use crate::metrics::Metrics;
 use crate::upload::{self, Expired};
 use crate::upstream::{self, UpstreamBody, UpstreamClient, UpstreamError};
@@ -390,13 +391,11 @@ async fn request_filter(parts: &Parts, shared: &Shared) -> Decision {
 }
 
 fn decide(parts: &Parts, shared: &Shared) -> Decision {
-    let decision = auth::authorize_cached(
-        parts,
-        unix_now(),
-        &shared.jwks.snapshot(),
-        &shared.policy,
-        shared.cache.as_ref(),
-    );
+    let (now, keys) = (unix_now(), shared.jwks.snapshot());
+    let decision = match &shared.cache {
+        Some(cache) => cache.authorize(parts, now, &keys, &shared.policy),
+        None => auth::authorize(parts, now, &keys, &shared.policy),
+    };
     if let Decision::Allow(Admission {
         cached: Some(hit), ..
     }) = &decision

@@ -13,7 +13,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
@@ -228,9 +228,7 @@ impl Live {
             clippy::cast_precision_loss,
             reason = "unix seconds fit an f64 exactly"
         )]
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs() as f64);
+        let now = crate::clock::unix_now() as f64;
         self.metrics.config_last_reload.set(now);
         Ok(report)
     }

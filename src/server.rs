@@ -479,8 +479,4 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
-/// Resolves once `rx` holds `true` (or its sender is gone). Unlike `wait_for`, the
-/// future holds no borrow guard, so it can sit in a `select!` of a spawned task.
-pub async fn until_true(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|v| *v).await;
-}
+pub use crate::flag::until_true;

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::auth::{self, Decision};
-use crate::jwks::unix_now;
+use crate::clock::unix_now;
 use crate::metrics::Metrics;
 use crate::proxy::Shared;
 

@@ -126,7 +126,7 @@ pub fn spawn_reloader(
         loop {
             tokio::select! {
                 () = tokio::time::sleep(settings.reload_interval) => {}
-                () = crate::server::until_true(&mut shutdown) => return,
+                () = crate::flag::until_true(&mut shutdown) => return,
             }
             let now = read(&settings);
             if now != last {
