@@ -126,6 +126,12 @@ impl TokenCache {
 mod tests {
     use super::*;
     use crate::auth::Identity;
+    use crate::auth::tests::{
+        ISS_B, NOW, access, id_token, issuer, keys, other_issuer, policy, request, summary,
+    };
+    use crate::issuer::DevIssuer;
+    use crate::jwks::PoolKeys;
+    use serde_json::json;
 
     fn entry(weight: u64) -> Arc<Entry> {
         let claims = crate::token::Claims::from_payload(
@@ -164,5 +170,73 @@ mod tests {
             cache.insert(TokenCache::digest(&i.to_string()), entry(8 * 1024));
         }
         assert!(cache.len() <= 8, "{} entries", cache.len());
+    }
+
+    /// Property: over random tokens, times, paths and key sets, the cached decision is
+    /// always the uncached one, including when a cached token is replayed later, after
+    /// its key left the JWKS, or on a stricter route.
+    #[test]
+    fn a_cache_hit_never_decides_differently_from_a_miss() {
+        let cache = TokenCache::new(64, 1 << 20);
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let full = keys();
+        let without_k1 = KeysSnapshot {
+            pools: vec![
+                PoolKeys {
+                    keys: Some(Arc::new(DevIssuer::generate(&[]).expect("empty").key_set())),
+                    fetched_at: NOW,
+                },
+                full.pools[1].clone(),
+            ],
+        };
+        let tokens: Vec<String> = (0..40)
+            .map(|_| {
+                let mut c = if rnd(2) == 0 { access() } else { id_token() };
+                let exp = NOW + i64::try_from(rnd(2000)).unwrap_or(0) - 500;
+                c["exp"] = json!(exp);
+                c["iat"] = json!(exp - 600);
+                if rnd(5) == 0 {
+                    c["nbf"] = json!(NOW + i64::try_from(rnd(200)).unwrap_or(0));
+                }
+                if rnd(6) == 0 {
+                    c["iss"] = json!(ISS_B);
+                }
+                if rnd(6) == 0 {
+                    c["client_id"] = json!("c2");
+                    c["aud"] = json!("c2");
+                }
+                if rnd(3) == 0 {
+                    c["cognito:groups"] = json!(["admins"]);
+                }
+                if rnd(4) == 0 {
+                    c["scope"] = json!("api/write");
+                }
+                match rnd(5) {
+                    0 => issuer().mint("k2", &c),
+                    1 => issuer().mint_as("k1", "k2", &c),
+                    2 => other_issuer().mint("b1", &c),
+                    _ => issuer().mint("k1", &c),
+                }
+            })
+            .collect();
+        let paths = ["/api/x", "/admin/x", "/write/x", "/ids/x", "/opt/x"];
+        let p = policy();
+        for _ in 0..600 {
+            let token = &tokens[usize::try_from(rnd(tokens.len() as u64)).unwrap_or(0)];
+            let path = paths[usize::try_from(rnd(paths.len() as u64)).unwrap_or(0)];
+            let now = NOW + i64::try_from(rnd(1400)).unwrap_or(0) - 700;
+            let snapshot = if rnd(4) == 0 { &without_k1 } else { &full };
+            let req = request("GET", path, &[&format!("Bearer {token}")], &[]);
+            let plain = auth::authorize(&req, now, snapshot, &p);
+            let cached = cache.authorize(&req, now, snapshot, &p);
+            assert_eq!(summary(&plain), summary(&cached), "{path} at {now}");
+        }
+        assert!(!cache.is_empty(), "the cache was never used");
     }
 }
