@@ -46,13 +46,11 @@ pub mod jwks;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
+pub use proxy::{upload, upstream, websocket};
 pub mod reload;
 pub mod server;
 pub mod tls;
 pub mod token;
-pub mod upload;
-pub mod upstream;
-pub mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,0 +1,181 @@
+//! The per-request handler, in phases: `request_filter` (header checks, the pure
+//! decision, kid-miss refresh, body-size check), `upstream_request_filter` (strip,
+//! inject, forwarding headers, WebSocket upgrade headers), the upstream call (pooled,
+//! streamed, with timeouts), `response_filter` (hop-by-hop removal, WebSocket bridging)
+//! and `logging` (one metrics observation and one access-log event).
+//!
+//! Layout: this file holds the shared state and the entry points ([`handle`],
+//! [`overloaded`]); `handler.rs` the phases up to the upstream request; `forward.rs`
+//! the upstream call and its failures; `respond.rs` every answer the proxy makes
+//! itself (statuses, challenges, gRPC status); `access_log.rs` the access log, metrics
+//! and request ids; `upstream.rs` the pooled client; `upload.rs` request-body timing;
+//! `websocket.rs` bridged sessions.
+
+mod access_log;
+mod forward;
+mod handler;
+mod respond;
+pub mod upload;
+pub mod upstream;
+pub mod websocket;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+
+use crate::auth::Policy;
+use crate::clock::Instant;
+use crate::config::{Config, normalize_header_name};
+use crate::jwks::Jwks;
+use crate::metrics::Metrics;
+use upstream::{UpstreamClient, UpstreamError};
+
+/// Response body type: upstream bodies stream through; local answers are small.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+pub use crate::websocket::Sessions;
+
+/// Everything a request handler needs, shared by all connections.
+pub struct Shared {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Compiled route and pool policy.
+    pub policy: Policy,
+    /// Normalized names of every managed identity header.
+    pub managed: Arc<[String]>,
+    /// Key store.
+    pub jwks: Arc<Jwks>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Pooled upstream client.
+    pub client: UpstreamClient,
+    /// Bridged WebSocket sessions.
+    pub websockets: Arc<Sessions>,
+    /// Verified-token cache (`None` when disabled); new and empty per configuration.
+    pub cache: Option<crate::cache::TokenCache>,
+}
+
+impl Shared {
+    /// Builds the shared state, including the pooled upstream client.
+    ///
+    /// # Errors
+    /// [`UpstreamError`] if the upstream TLS roots cannot be loaded.
+    pub fn new(
+        config: Arc<Config>,
+        jwks: Arc<Jwks>,
+        metrics: Arc<Metrics>,
+        websockets: Arc<Sessions>,
+    ) -> Result<Self, UpstreamError> {
+        let client = upstream::client(&config)?;
+        let managed = config
+            .identity
+            .managed_headers()
+            .iter()
+            .map(|h| normalize_header_name(h.as_str()))
+            .collect::<Vec<_>>()
+            .into();
+        let cache = (config.cache.max_entries > 0).then(|| {
+            crate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes)
+        });
+        Ok(Self {
+            cache,
+            policy: Policy::from_config(&config),
+            managed,
+            config,
+            jwks,
+            metrics,
+            client,
+            websockets,
+        })
+    }
+}
+
+/// Facts about the connection a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// Client address (`None` on a unix socket).
+    pub peer: Option<SocketAddr>,
+    /// Listener port (0 on a unix socket).
+    pub local_port: u16,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+use access_log::{Outcome, logging, request_id};
+use handler::{is_grpc_head, is_trusted_peer, process};
+pub use respond::deny_response;
+use respond::{add_grpc_status, simple};
+
+/// Handles one request end to end. Never fails: every problem becomes a response.
+pub async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    conn: ConnInfo,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let version = req.version();
+    let (mut parts, body) = req.into_parts();
+    let trusted = shared.config.trust_client_request_id || is_trusted_peer(&shared.config, conn);
+    let id = request_id(&parts, trusted);
+    let client_sent_id = parts.headers.get("x-request-id") == Some(&id);
+    parts.headers.insert("x-request-id", id.clone());
+    let (mut response, outcome, path) =
+        process(Request::from_parts(parts, body), &shared, conn).await;
+    logging(
+        &shared,
+        &method,
+        path.as_deref(),
+        &response,
+        &outcome,
+        started,
+        &id,
+    );
+    // Echo the id on forwarded answers, and on the proxy's own answers when the client
+    // chose it: a generated id on a rejection would make otherwise identical rejections
+    // differ (an unknown kid and a bad signature must be indistinguishable).
+    if client_sent_id || outcome.upstream_status.is_some() {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    // HTTP/2 has no connection-level headers; `Connection: close` on a local answer
+    // would make the h2 layer reset the stream instead of delivering it.
+    if version == Version::HTTP_2 {
+        response.headers_mut().remove(header::CONNECTION);
+    }
+    Ok(response)
+}
+
+/// The answer to a request over `limits.max_in_flight_requests`: 503 with
+/// `Retry-After: 1` (gRPC: UNAVAILABLE, which clients retry), before any work on the
+/// request; logged and counted with outcome `overloaded`. The body is empty so the
+/// answer ends with its head: an HTTP/2 stream is closed at once even when the
+/// client's flow-control window is zero, and holds nothing.
+#[must_use]
+pub fn overloaded<B>(req: &Request<B>, shared: &Shared) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let mut response = simple(StatusCode::SERVICE_UNAVAILABLE, "");
+    let h = response.headers_mut();
+    h.remove(header::CONTENT_TYPE);
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if is_grpc_head(req.headers()) {
+        add_grpc_status(&mut response);
+    }
+    let outcome = Outcome::refused("overloaded", "in_flight_limit", 0.0);
+    let id = request_id(&Request::new(()).into_parts().0, false);
+    logging(
+        shared,
+        req.method(),
+        None,
+        &response,
+        &outcome,
+        started,
+        &id,
+    );
+    response
+}
