@@ -3,28 +3,38 @@
 //! headers, and streams everything else through untouched.
 //!
 //! # Layout
-//! - [`config`]: figment (defaults + TOML + `COGNITO_SIDECAR_*`) -> validated [`config::Config`]
-//! - [`path`]: PURE path canonicalisation and rule matching
-//! - [`token`]: PURE strict JWT parsing and RS256 signature check
-//! - [`auth`]: PURE `authorize(parts, now, keys, policy) -> Decision`
-//! - [`headers`]: PURE header hygiene (strip, then inject)
-//! - [`jwks`]: key sets (pure parse) and the per-pool refresher (I/O)
-//! - [`proxy`]: the request handler, phase by phase; upstream client
-//! - [`server`]: accept loop, limits, graceful drain
-//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`
-//! - [`metrics`]: Prometheus metrics with their own registry
-//! - [`issuer`], [`demo`]: development issuer and the one-command demo
+//! Modules form layers and import only downward (`tests/architecture.rs` fails on an
+//! upward import, a cycle, a file without a `//!` header or over 500 lines). Bottom
+//! first:
+//!
+//! 1. Facts with no dependency inside the crate: [`clock`] (the one clock: wall time
+//!    in, pure code takes it as a value), [`flag`], [`header_names`], [`path`] (PURE
+//!    canonicalisation and rule matching), [`metrics`], [`token`] (PURE strict JWS
+//!    parsing, RS256 check, typed claims), [`credential`] (the one query/cookie
+//!    credential parser).
+//! 2. [`config`]: figment (TOML + `COGNITO_SIDECAR_*`) -> validated [`config::Config`].
+//! 3. [`jwks`]: key sets (PURE parse) and the per-pool refresher (I/O); [`issuer`], the
+//!    development issuer.
+//! 4. [`auth`]: PURE `authorize(parts, now, keys, policy) -> Decision`.
+//! 5. [`cache`] (the verified-token cache around the decision) and [`headers`] (PURE
+//!    header hygiene: strip, then inject identity and forwarding headers).
+//! 6. [`proxy`]: the request handler phase by phase, the upstream client, uploads and
+//!    bridged WebSockets.
+//! 7. [`reload`] (configuration reload, in-process and testable) and [`diagnose`].
+//! 8. [`tls`] and [`server`]: listeners, connection rules, limits, graceful drain.
+//! 9. [`admin`] (`/healthz`, `/readyz`, `/metrics`) and [`demo`].
 //!
 //! # The request's path
 //! ```text
 //! accept (server) -> proxy::handle
 //!   1 request_filter          Host/Connection checks; keys = snapshot (lock-free load)
-//!                             decision = auth::authorize(&parts, now, &keys, &policy)
+//!                             decision = cache.authorize(&parts, now, &keys, &policy)
+//!                               (auth::authorize reusing cached verifications)
 //!                             unknown kid -> one rate-limited, single-flight JWKS refetch
 //!                             Deny -> proxy::deny_response (one exhaustive match)
 //!   2 upstream_request_filter strip spoofable + hop-by-hop headers; inject identity;
 //!                             computed X-Forwarded-*; Via; canonical path
-//!   3 upstream                pooled hyper client; bodies stream both ways
+//!   3 upstream                pooled hyper client (proxy::forward); bodies stream both ways
 //!   4 response_filter         hop-by-hop removal; errors -> 502 / 504
 //!   5 logging                 one metrics observation + one access-log event
 //! ```
@@ -46,7 +56,6 @@ pub mod jwks;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
-pub use proxy::{upload, upstream, websocket};
 pub mod reload;
 pub mod server;
 pub mod tls;
@@ -83,7 +92,7 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     /// The upstream client could not be built.
     #[error("upstream: {0}")]
-    Upstream(#[from] upstream::UpstreamError),
+    Upstream(#[from] proxy::upstream::UpstreamError),
 }
 
 /// The two sockets the sidecar serves on.

@@ -7,7 +7,7 @@
 //! restart. An invalid configuration never gets here: it is rejected by validation
 //! and the old one keeps serving.
 //!
-//! [`watch`] is the reload loop: SIGHUP, or a change of the file's content that has
+//! [`watch()`] is the reload loop: SIGHUP, or a change of the file's content that has
 //! settled (the same bytes across a settle interval, so a file written in several steps
 //! is never loaded half-written), and it parses exactly the bytes it saw settle.
 
@@ -124,18 +124,11 @@ impl Live {
         let old = self.load();
         let mut report = ReloadReport::default();
         let o = &old.config;
-        let changed = |a: String, b: String| a != b;
         for (key, differs) in [
             ("listen", o.listen != new.listen),
             ("admin_listen", o.admin_listen != new.admin_listen),
-            (
-                "tls",
-                changed(format!("{:?}", o.tls), format!("{:?}", new.tls)),
-            ),
-            (
-                "shutdown",
-                changed(format!("{:?}", o.shutdown), format!("{:?}", new.shutdown)),
-            ),
+            ("tls", o.tls != new.tls),
+            ("shutdown", o.shutdown != new.shutdown),
             (
                 "limits (connection-level: header sizes and timeouts, max_connections, max_in_flight_requests, idle, send and h2 limits)",
                 o.limits.max_header_bytes != new.limits.max_header_bytes
@@ -157,8 +150,7 @@ impl Live {
             }
         }
         let new = Arc::new(new);
-        let same_keys = pools_signature(o) == pools_signature(&new)
-            && format!("{:?}", o.jwks) == format!("{:?}", new.jwks);
+        let same_keys = pools_signature(o) == pools_signature(&new) && o.jwks == new.jwks;
         let (jwks, stop) = if same_keys {
             (Arc::clone(&old.jwks), None)
         } else {
@@ -234,7 +226,7 @@ impl Live {
     }
 }
 
-/// How [`watch`] follows the configuration.
+/// How [`watch()`] follows the configuration.
 #[derive(Debug, Clone)]
 pub struct WatchSettings {
     /// The configuration file (`None`: environment only; SIGHUP still reloads).

@@ -26,9 +26,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Limits, ListenAddr};
+use crate::proxy::websocket::KeepAlive;
 use crate::proxy::{self, ConnInfo};
 use crate::reload::Live;
-use crate::websocket::KeepAlive;
 use conn::{ConnWatch, Rules, Verdict, Watched};
 use inflight::{GuardedBody, InFlight, Permits, Streams};
 use per_ip::{PerIp, Slot};

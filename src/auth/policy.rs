@@ -18,7 +18,7 @@ pub(super) struct PoolPolicy {
     pub(super) max_lifetime: i64,
 }
 
-/// The compiled, immutable policy [`authorize`] applies.
+/// The compiled, immutable policy [`super::authorize`] applies.
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub(super) pools: Vec<PoolPolicy>,

@@ -39,7 +39,7 @@ use upstream::{UpstreamClient, UpstreamError};
 /// Response body type: upstream bodies stream through; local answers are small.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
-pub use crate::websocket::Sessions;
+pub use websocket::Sessions;
 
 /// Everything a request handler needs, shared by all connections.
 pub struct Shared {

@@ -4,18 +4,16 @@
 //! verified identity and computed `X-Forwarded-*` / `Via`. Strip always runs before set,
 //! on every path, public routes and preflights included.
 
-use std::fmt::Write as _;
-use std::net::IpAddr;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{StatusCode, Version};
-use serde_json::Value;
 
-use crate::auth::Identity;
 use crate::config::{IdentityConfig, normalize_header_name};
+
+mod forwarding;
+mod identity;
+pub use forwarding::{Forwarding, PriorHops, prior_hops, set_forwarding};
+pub use identity::{encode_value, inject_identity};
 
 /// A request refused for its headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -272,237 +270,13 @@ pub fn strip_response(headers: &mut HeaderMap) {
     }
 }
 
-/// Percent-encodes a claim value for a header: every byte outside `!`..`~`, and `%`
-/// and `,`, becomes `%XX` (upper-case hex, UTF-8 bytes). The result is always a valid,
-/// single-line, ASCII header value.
-#[must_use]
-pub fn encode_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (0x21..=0x7e).contains(&b) && b != b'%' && b != b',' {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-fn encode_list<'a>(items: impl IntoIterator<Item = &'a String>) -> String {
-    items
-        .into_iter()
-        .map(|s| encode_value(s))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn put(headers: &mut HeaderMap, name: Option<&HeaderName>, value: Option<String>) {
-    if let (Some(name), Some(value)) = (name, value) {
-        // Absent and empty claims are omitted, never sent as an empty header.
-        if value.is_empty() {
-            return;
-        }
-        if let Ok(v) = HeaderValue::try_from(value) {
-            headers.insert(name.clone(), v);
-        }
-    }
-}
-
-fn render_claim(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(encode_value(s)),
-        Value::Array(items) if items.iter().all(Value::is_string) => Some(
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(encode_value)
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        other => Some(encode_value(&other.to_string())),
-    }
-}
-
-/// Sets the identity headers for a verified caller (one value each).
-pub fn inject_identity(headers: &mut HeaderMap, id: &Identity, cfg: &IdentityConfig) {
-    let rendered = id.rendered.get_or_init(|| {
-        let mut h = HeaderMap::new();
-        render_identity(&mut h, id, cfg);
-        h.into_iter()
-            .filter_map(|(k, v)| k.map(|k| (k, v)))
-            .collect()
-    });
-    for (name, value) in rendered {
-        headers.insert(name.clone(), value.clone());
-    }
-}
-
-fn render_identity(headers: &mut HeaderMap, id: &Identity, cfg: &IdentityConfig) {
-    let c = &id.claims;
-    put(headers, cfg.sub_header.as_ref(), Some(encode_value(&c.sub)));
-    put(
-        headers,
-        cfg.username_header.as_ref(),
-        c.username.as_deref().map(encode_value),
-    );
-    put(
-        headers,
-        cfg.email_header.as_ref(),
-        c.verified_email.as_deref().map(encode_value),
-    );
-    put(
-        headers,
-        cfg.groups_header.as_ref(),
-        Some(encode_list(&c.groups)),
-    );
-    put(
-        headers,
-        cfg.scope_header.as_ref(),
-        Some(encode_list(&c.scopes)),
-    );
-    put(
-        headers,
-        cfg.token_use_header.as_ref(),
-        Some(c.token_use.as_str().to_owned()),
-    );
-    put(
-        headers,
-        cfg.client_id_header.as_ref(),
-        Some(encode_value(&c.client_id)),
-    );
-    put(
-        headers,
-        cfg.pool_header.as_ref(),
-        Some(encode_value(&id.pool)),
-    );
-    for (claim, name) in &cfg.claims {
-        put(headers, Some(name), c.raw.get(claim).and_then(render_claim));
-    }
-    if cfg.claims_header.is_some() {
-        let json = serde_json::to_vec(&c.raw).unwrap_or_default();
-        put(
-            headers,
-            cfg.claims_header.as_ref(),
-            Some(URL_SAFE_NO_PAD.encode(json)),
-        );
-    }
-}
-
-/// Facts about the connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
-pub struct Forwarding<'a> {
-    /// TCP peer (`None` on a unix socket).
-    pub peer: Option<IpAddr>,
-    /// Whether the peer is a trusted proxy whose `X-Forwarded-For` is extended.
-    pub trusted_peer: bool,
-    /// `https` when the listener terminated TLS.
-    pub proto: &'a str,
-    /// The validated host.
-    pub host: &'a str,
-    /// Listener port.
-    pub port: u16,
-    /// Inbound protocol version (for `Via`).
-    pub version: Version,
-    /// `Via` pseudonym.
-    pub via: &'a str,
-}
-
-/// What a client said about earlier hops; honoured only from trusted proxies.
-#[derive(Debug, Clone, Default)]
-pub struct PriorHops {
-    /// `X-Forwarded-For` values, joined.
-    pub xff: Option<String>,
-    /// `X-Forwarded-Proto`, if `http` or `https`.
-    pub proto: Option<String>,
-    /// `X-Forwarded-Host`, if a valid authority.
-    pub host: Option<String>,
-    /// `X-Forwarded-Port`, if a port number.
-    pub port: Option<String>,
-}
-
-/// Reads the client's `X-Forwarded-*` (call before [`strip_inbound`]), keeping only
-/// well-formed values; used only when the peer is a trusted proxy.
-#[must_use]
-pub fn prior_hops(headers: &HeaderMap) -> PriorHops {
-    let one = |name: &str| {
-        let mut all = headers.get_all(name).iter();
-        match (all.next(), all.next()) {
-            (Some(v), None) => v.to_str().ok().map(str::trim).map(str::to_owned),
-            _ => None,
-        }
-    };
-    let parts: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    PriorHops {
-        xff: (!parts.is_empty()).then(|| parts.join(", ")),
-        proto: one("x-forwarded-proto")
-            .map(|p| p.to_ascii_lowercase())
-            .filter(|p| p == "http" || p == "https"),
-        host: one("x-forwarded-host").filter(|h| {
-            h.parse::<http::uri::Authority>()
-                .is_ok_and(|a| !a.as_str().contains('@'))
-        }),
-        port: one("x-forwarded-port").filter(|p| p.parse::<u16>().is_ok()),
-    }
-}
-
-/// Sets `X-Forwarded-For/-Proto/-Host/-Port` and appends to `Via`: computed from the
-/// connection, except that a trusted proxy's well-formed values are kept (its XFF chain
-/// extended with its own address).
-pub fn set_forwarding(headers: &mut HeaderMap, f: &Forwarding<'_>, prior: PriorHops) {
-    // A unix-socket peer is local: there is no address to add, only a trusted chain.
-    let peer = f.peer.map(|p| p.to_canonical().to_string());
-    let prior = if f.trusted_peer {
-        prior
-    } else {
-        PriorHops::default()
-    };
-    let xff = match (prior.xff, peer) {
-        (Some(prev), Some(peer)) => Some(format!("{prev}, {peer}")),
-        (prev, None) => prev,
-        (None, peer) => peer,
-    };
-    let set = |h: &mut HeaderMap, name: &'static str, v: String| {
-        if let Ok(v) = HeaderValue::try_from(v) {
-            h.insert(HeaderName::from_static(name), v);
-        }
-    };
-    if let Some(xff) = xff {
-        set(headers, "x-forwarded-for", xff);
-    }
-    set(
-        headers,
-        "x-forwarded-proto",
-        prior.proto.unwrap_or_else(|| f.proto.to_owned()),
-    );
-    match prior.host {
-        Some(h) => set(headers, "x-forwarded-host", h),
-        None if !f.host.is_empty() => set(headers, "x-forwarded-host", f.host.to_owned()),
-        None => {}
-    }
-    set(
-        headers,
-        "x-forwarded-port",
-        prior.port.unwrap_or_else(|| f.port.to_string()),
-    );
-    let proto = match f.version {
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_2 => "2",
-        _ => "1.1",
-    };
-    if let Ok(v) = HeaderValue::try_from(format!("{proto} {}", f.via)) {
-        headers.append(header::VIA, v);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::identity::encode_list;
     use super::*;
     use crate::config::Config;
+    #[allow(unused_imports, reason = "some tests decode")]
+    use base64::Engine as _;
 
     fn identity_cfg() -> IdentityConfig {
         Config::from_toml(
