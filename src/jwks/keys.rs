@@ -20,9 +20,9 @@ pub const MAX_RSA_BITS: usize = 8192;
 /// Why a JWKS document was not used. The previous keys stay in force.
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {
-    /// Transport failure or timeout.
+    /// Transport failure or timeout (the URL left out: it may carry credentials).
     #[error("fetch failed: {0}")]
-    Fetch(String),
+    Fetch(#[source] reqwest::Error),
     /// Non-200 status (redirects are never followed).
     #[error("unexpected HTTP status {0}")]
     Status(u16),

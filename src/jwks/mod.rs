@@ -83,7 +83,7 @@ impl Jwks {
             .timeout(settings.fetch_timeout)
             .user_agent(concat!("cognito-sidecar/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| JwksError::Fetch(e.to_string()))?;
+            .map_err(|e| JwksError::Fetch(e.without_url()))?;
         let slots = pools
             .iter()
             .map(|p| PoolSlot {
@@ -274,7 +274,7 @@ impl Jwks {
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| JwksError::Fetch(e.without_url().to_string()))?;
+            .map_err(|e| JwksError::Fetch(e.without_url()))?;
         if resp.status() != http::StatusCode::OK {
             return Err(JwksError::Status(resp.status().as_u16()));
         }
@@ -286,7 +286,7 @@ impl Jwks {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| JwksError::Fetch(e.without_url().to_string()))?
+            .map_err(|e| JwksError::Fetch(e.without_url()))?
         {
             if body.len() + chunk.len() > max {
                 return Err(JwksError::TooLarge(max));

@@ -101,14 +101,7 @@ pub(super) async fn process(
             if grpc {
                 add_grpc_status(&mut response);
             }
-            let label = match denial {
-                Denial::KeysUnavailable => "unavailable",
-                Denial::BadPath
-                | Denial::MethodNotAllowed
-                | Denial::BadMethod
-                | Denial::InvalidRequest => "bad_request",
-                _ => "denied",
-            };
+            let label = answer(&denial).outcome;
             // Log the canonical form when there is one: never raw attacker bytes.
             let path = crate::path::canonicalize(parts.uri.path()).ok();
             return (

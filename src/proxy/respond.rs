@@ -80,52 +80,59 @@ pub(super) fn add_grpc_status(r: &mut Response<ProxyBody>) {
     );
 }
 
-/// The one place a [`Denial`] becomes a status, challenge and body (RFC 6750).
-/// Bodies are fixed strings: never a token, claim, kid, issuer or library message.
-#[must_use]
-pub fn deny_response(denial: &Denial, realm: &str, method: &Method) -> Response<ProxyBody> {
+/// How the proxy answers one [`Denial`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The `outcome` label of `cognito_sidecar_requests_total`.
+    pub outcome: &'static str,
+    /// The RFC 6750 `error` of the `WWW-Authenticate` challenge; `Some("")` for a bare
+    /// challenge, `None` for no challenge.
+    pub error: Option<&'static str>,
+    /// The JSON body.
+    pub body: &'static str,
+    /// Whether to ask the client to retry (`Retry-After`).
+    pub retry: bool,
+}
+
+/// THE table: every [`Denial`] with its status, outcome label, challenge, body and
+/// retry advice, in one exhaustive match (a new reason does not compile until it is
+/// answered here). The metric reason is [`Denial::reason`].
+pub(crate) fn answer(denial: &Denial) -> Answer {
     const INVALID_TOKEN: &str = r#"{"error":"invalid_token"}"#;
-    let challenge = |extra: &str| format!("Bearer realm=\"{realm}\"{extra}");
-    let (status, www, body, retry) = match denial {
-        Denial::BadPath => (
-            StatusCode::BAD_REQUEST,
-            None,
-            r#"{"error":"bad_request"}"#,
-            false,
-        ),
-        Denial::MethodNotAllowed => (
+    const BAD_REQUEST: &str = r#"{"error":"bad_request"}"#;
+    let a = |status, outcome, error, body| Answer {
+        status,
+        outcome,
+        error,
+        body,
+        retry: false,
+    };
+    match denial {
+        Denial::BadPath | Denial::BadMethod => {
+            a(StatusCode::BAD_REQUEST, "bad_request", None, BAD_REQUEST)
+        }
+        Denial::MethodNotAllowed => a(
             StatusCode::METHOD_NOT_ALLOWED,
+            "bad_request",
             None,
             r#"{"error":"method_not_allowed"}"#,
-            false,
         ),
-        Denial::BadMethod => (
+        Denial::InvalidRequest => a(
             StatusCode::BAD_REQUEST,
-            None,
-            r#"{"error":"bad_request"}"#,
-            false,
-        ),
-        Denial::InvalidRequest => (
-            StatusCode::BAD_REQUEST,
-            Some(challenge(", error=\"invalid_request\"")),
+            "bad_request",
+            Some("invalid_request"),
             r#"{"error":"invalid_request"}"#,
-            false,
         ),
-        Denial::Missing => (
+        Denial::Missing => a(
             StatusCode::UNAUTHORIZED,
-            Some(challenge("")),
+            "denied",
+            Some(""),
             r#"{"error":"unauthorized"}"#,
-            false,
         ),
-        Denial::Expired => (
-            StatusCode::UNAUTHORIZED,
-            Some(challenge(
-                ", error=\"invalid_token\", error_description=\"The access token expired\"",
-            )),
-            INVALID_TOKEN,
-            false,
-        ),
-        Denial::TooLarge
+        Denial::Expired
+        | Denial::TooLarge
         | Denial::Malformed
         | Denial::BadAlgorithm
         | Denial::BadHeader
@@ -138,41 +145,60 @@ pub fn deny_response(denial: &Denial, realm: &str, method: &Method) -> Response<
         | Denial::IssuedInFuture
         | Denial::LifetimeTooLong
         | Denial::WrongTokenUse
-        | Denial::WrongClient => (
+        | Denial::WrongClient => a(
             StatusCode::UNAUTHORIZED,
-            Some(challenge(", error=\"invalid_token\"")),
+            "denied",
+            Some("invalid_token"),
             INVALID_TOKEN,
-            false,
         ),
-        Denial::KeysUnavailable => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            r#"{"error":"temporarily_unavailable"}"#,
-            true,
-        ),
-        Denial::Forbidden => (
+        Denial::KeysUnavailable => Answer {
+            retry: true,
+            ..a(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                None,
+                r#"{"error":"temporarily_unavailable"}"#,
+            )
+        },
+        Denial::Forbidden
+        | Denial::InsufficientScope { .. }
+        | Denial::ScopesNeedAccessToken { .. } => a(
             StatusCode::FORBIDDEN,
-            Some(challenge(", error=\"insufficient_scope\"")),
+            "denied",
+            Some("insufficient_scope"),
             r#"{"error":"insufficient_scope"}"#,
-            false,
         ),
-        Denial::InsufficientScope { scopes } => (
-            StatusCode::FORBIDDEN,
-            Some(challenge(&format!(
-                ", error=\"insufficient_scope\", scope=\"{scopes}\""
-            ))),
-            r#"{"error":"insufficient_scope"}"#,
-            false,
-        ),
-        Denial::ScopesNeedAccessToken { scopes } => (
-            StatusCode::FORBIDDEN,
-            Some(challenge(&format!(
-                ", error=\"insufficient_scope\", error_description=\"This route requires an access token with one of its scopes\", scope=\"{scopes}\""
-            ))),
-            r#"{"error":"insufficient_scope"}"#,
-            false,
-        ),
+    }
+}
+
+/// A [`Denial`] as a response: [`answer`]'s status, challenge and body (RFC 6750), with
+/// the route's scopes or the expiry explained in the challenge where it helps. Bodies
+/// are fixed strings: never a token, claim, kid, issuer or library message.
+#[must_use]
+pub fn deny_response(denial: &Denial, realm: &str, method: &Method) -> Response<ProxyBody> {
+    let Answer {
+        status,
+        error,
+        body,
+        retry,
+        ..
+    } = answer(denial);
+    let detail = match denial {
+        Denial::Expired => Some(r#", error_description="The access token expired""#.to_owned()),
+        Denial::InsufficientScope { scopes } => Some(format!(r#", scope="{scopes}""#)),
+        Denial::ScopesNeedAccessToken { scopes } => Some(format!(
+            r#", error_description="This route requires an access token with one of its scopes", scope="{scopes}""#
+        )),
+        _ => None,
     };
+    let www = error.map(|e| {
+        let mut w = format!("Bearer realm=\"{realm}\"");
+        if !e.is_empty() {
+            w.push_str(&format!(", error=\"{e}\""));
+        }
+        w.push_str(detail.as_deref().unwrap_or(""));
+        w
+    });
     let mut r = simple(status, body);
     if let Some(www) = www.and_then(|w| HeaderValue::try_from(w).ok()) {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, www);
@@ -191,4 +217,97 @@ pub fn deny_response(denial: &Denial, realm: &str, method: &Method) -> Response<
         *r.body_mut() = full("");
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reason, one value each. `index` is exhaustive: a new variant does not
+    /// compile until it is listed there, and the test fails until it is listed here.
+    fn every_denial() -> Vec<Denial> {
+        let scopes = String::from("s");
+        vec![
+            Denial::BadPath,
+            Denial::MethodNotAllowed,
+            Denial::BadMethod,
+            Denial::InvalidRequest,
+            Denial::Missing,
+            Denial::TooLarge,
+            Denial::Malformed,
+            Denial::BadAlgorithm,
+            Denial::BadHeader,
+            Denial::MissingKid,
+            Denial::WrongIssuer,
+            Denial::UnknownKid { pool: 0 },
+            Denial::BadSignature,
+            Denial::BadClaims,
+            Denial::Expired,
+            Denial::NotYetValid,
+            Denial::IssuedInFuture,
+            Denial::LifetimeTooLong,
+            Denial::WrongTokenUse,
+            Denial::WrongClient,
+            Denial::KeysUnavailable,
+            Denial::Forbidden,
+            Denial::InsufficientScope {
+                scopes: scopes.clone(),
+            },
+            Denial::ScopesNeedAccessToken { scopes },
+        ]
+    }
+
+    fn index(d: &Denial) -> usize {
+        match d {
+            Denial::BadPath => 0,
+            Denial::MethodNotAllowed => 1,
+            Denial::BadMethod => 2,
+            Denial::InvalidRequest => 3,
+            Denial::Missing => 4,
+            Denial::TooLarge => 5,
+            Denial::Malformed => 6,
+            Denial::BadAlgorithm => 7,
+            Denial::BadHeader => 8,
+            Denial::MissingKid => 9,
+            Denial::WrongIssuer => 10,
+            Denial::UnknownKid { .. } => 11,
+            Denial::BadSignature => 12,
+            Denial::BadClaims => 13,
+            Denial::Expired => 14,
+            Denial::NotYetValid => 15,
+            Denial::IssuedInFuture => 16,
+            Denial::LifetimeTooLong => 17,
+            Denial::WrongTokenUse => 18,
+            Denial::WrongClient => 19,
+            Denial::KeysUnavailable => 20,
+            Denial::Forbidden => 21,
+            Denial::InsufficientScope { .. } => 22,
+            Denial::ScopesNeedAccessToken { .. } => 23,
+        }
+    }
+
+    #[test]
+    fn every_denial_reason_has_one_answer_and_the_metric_reasons_list_is_complete() {
+        let all = every_denial();
+        let indexes: Vec<usize> = all.iter().map(index).collect();
+        assert_eq!(indexes, (0..all.len()).collect::<Vec<_>>());
+        let reasons: Vec<&str> = all.iter().map(Denial::reason).collect();
+        assert_eq!(reasons, Denial::REASONS.to_vec(), "Denial::REASONS");
+        for d in &all {
+            let a = answer(d);
+            let r = deny_response(d, "api", &Method::GET);
+            assert_eq!(r.status(), a.status, "{d:?}");
+            assert_eq!(
+                r.headers().contains_key(header::WWW_AUTHENTICATE),
+                a.error.is_some(),
+                "{d:?}"
+            );
+            let expected_outcome = match a.status {
+                StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+                s if s == StatusCode::UNAUTHORIZED || s == StatusCode::FORBIDDEN => "denied",
+                _ => "bad_request",
+            };
+            assert_eq!(a.outcome, expected_outcome, "{d:?}");
+        }
+    }
 }

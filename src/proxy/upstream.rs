@@ -40,8 +40,16 @@ pub enum UpstreamError {
         reason: String,
     },
     /// No system root certificates were found for an https:// upstream.
-    #[error("no system root certificates for the https upstream ({0}); set upstream_ca_file")]
-    NativeRoots(String),
+    #[error(
+        "no system root certificates for the https upstream ({errors} errors); set upstream_ca_file"
+    )]
+    NativeRoots {
+        /// How many errors loading the system roots gave.
+        errors: usize,
+    },
+    /// rustls refused the client configuration.
+    #[error("upstream TLS configuration: {0}")]
+    ClientConfig(#[source] rustls::Error),
 }
 
 /// Connects to the backend the configuration names.
@@ -165,10 +173,9 @@ fn tls_config(cfg: &Config) -> Result<rustls::ClientConfig, UpstreamError> {
             let native = rustls_native_certs::load_native_certs();
             let (added, _) = roots.add_parsable_certificates(native.certs);
             if added == 0 {
-                return Err(UpstreamError::NativeRoots(format!(
-                    "{} errors",
-                    native.errors.len()
-                )));
+                return Err(UpstreamError::NativeRoots {
+                    errors: native.errors.len(),
+                });
             }
         }
         // Plain http or unix: the TLS side of the connector is never used.
@@ -177,7 +184,7 @@ fn tls_config(cfg: &Config) -> Result<rustls::ClientConfig, UpstreamError> {
     let versions = rustls::DEFAULT_VERSIONS;
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
-        .map_err(|e| UpstreamError::NativeRoots(e.to_string()))?;
+        .map_err(UpstreamError::ClientConfig)?;
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
