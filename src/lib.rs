@@ -122,20 +122,48 @@ pub struct Running {
     pub proxy_addr: SocketAddr,
     /// Where the admin endpoints listen.
     pub admin_addr: SocketAddr,
-    /// The key store (tests and the demo publish keys directly).
-    pub jwks: Arc<Jwks>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// The live configuration (reload through it).
     pub live: Arc<Live>,
-    ready: watch::Receiver<bool>,
     task: JoinHandle<()>,
 }
 
 impl Running {
-    /// Resolves once every pool has loaded keys.
+    /// The key store in force now (a reload that changes pools or JWKS settings
+    /// replaces it).
+    #[must_use]
+    pub fn jwks(&self) -> Arc<Jwks> {
+        Arc::clone(&self.live.load().jwks)
+    }
+
+    /// Resolves once every pool of the configuration in force has loaded keys,
+    /// following reloads that replace the key store.
     pub async fn ready(&mut self) {
-        let _ = self.ready.wait_for(|r| *r).await;
+        let mut installed = self.live.installed();
+        loop {
+            installed.mark_unchanged();
+            let jwks = self.jwks();
+            let mut ready = jwks.ready();
+            tokio::select! {
+                r = ready.wait_for(|r| *r) => match r {
+                    Ok(_) if Arc::ptr_eq(&jwks, &self.jwks()) => return,
+                    Ok(_) => {}
+                    // This store was stopped: only a reload can bring another.
+                    Err(_) => {
+                        if installed.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                },
+                // A reload installed a configuration: wait on the store now in force.
+                changed = installed.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Resolves when the sidecar has shut down and drained.
@@ -188,7 +216,6 @@ pub async fn start(
     let live = Live::new(config, Arc::clone(&metrics))?;
     let first = live.load();
     let config = Arc::clone(&first.config);
-    let jwks = Arc::clone(&first.jwks);
     drop(first);
     let admin = Arc::new(AdminState {
         live: Arc::clone(&live),
@@ -227,8 +254,6 @@ pub async fn start(
     Ok(Running {
         proxy_addr,
         admin_addr,
-        ready: jwks.ready(),
-        jwks,
         metrics,
         live,
         task,

@@ -32,6 +32,8 @@ pub struct Live {
     /// Stops the refreshers of the key store in use.
     jwks_stop: Mutex<watch::Sender<bool>>,
     reloading: tokio::sync::Mutex<()>,
+    /// Counts installed configurations, so waiters can follow a swap.
+    installed: watch::Sender<u64>,
 }
 
 /// Why a reload was not applied (the previous configuration keeps serving).
@@ -91,6 +93,7 @@ impl Live {
             metrics,
             websockets,
             jwks_stop: Mutex::new(stop_tx),
+            installed: watch::Sender::new(0),
             reloading: tokio::sync::Mutex::new(()),
         }))
     }
@@ -99,6 +102,12 @@ impl Live {
     #[must_use]
     pub fn load(&self) -> Arc<Shared> {
         self.current.load_full()
+    }
+
+    /// Changes each time a reload installs a configuration.
+    #[must_use]
+    pub fn installed(&self) -> watch::Receiver<u64> {
+        self.installed.subscribe()
     }
 
     /// Bridged WebSocket sessions, across reloads.
@@ -208,6 +217,7 @@ impl Live {
         .map_err(StartError::from)?;
         let shared = Arc::new(shared);
         self.current.store(Arc::clone(&shared));
+        self.installed.send_modify(|n| *n += 1);
         // Bridged WebSockets re-check their admission under the new rules.
         self.websockets.config_changed(&shared);
         if let Some(tx) = stop
