@@ -141,6 +141,19 @@ impl Validator {
             }
             val
         };
+        // A count of 1 to 100,000,000 (tokio's semaphores hold at most usize::MAX >> 3
+        // permits); a bad value is reported and replaced by 1.
+        let count = |v: &mut Self, key: &str, val: usize| match val {
+            0 => {
+                v.problem(&format!("limits.{key}"), "must be positive");
+                1
+            }
+            n if n > 100_000_000 => {
+                v.problem(&format!("limits.{key}"), "must be at most 100000000");
+                1
+            }
+            n => n,
+        };
         let max_token_bytes = raw.max_token_bytes.unwrap_or(D::DEFAULT_MAX_TOKEN_BYTES);
         if !(1024..=1024 * 1024).contains(&max_token_bytes) {
             self.problem("limits.max_token_bytes", "must be between 1024 and 1048576");
@@ -189,21 +202,12 @@ impl Validator {
                     .unwrap_or(D::DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECONDS),
             ),
             max_request_body: raw.max_request_body_bytes.filter(|b| *b > 0),
-            max_in_flight_requests: match raw
-                .max_in_flight_requests
-                .unwrap_or(D::DEFAULT_MAX_IN_FLIGHT_REQUESTS)
-            {
-                0 => {
-                    self.problem("limits.max_in_flight_requests", "must be positive");
-                    1
-                }
-                // tokio's semaphore holds at most usize::MAX >> 3 permits.
-                n if n > 100_000_000 => {
-                    self.problem("limits.max_in_flight_requests", "must be at most 100000000");
-                    1
-                }
-                n => n,
-            },
+            max_in_flight_requests: count(
+                self,
+                "max_in_flight_requests",
+                raw.max_in_flight_requests
+                    .unwrap_or(D::DEFAULT_MAX_IN_FLIGHT_REQUESTS),
+            ),
             send_timeout: Duration::from_secs(positive(
                 self,
                 "send_timeout_seconds",
@@ -213,17 +217,11 @@ impl Validator {
             upstream_max_idle_connections: raw
                 .upstream_max_idle_connections
                 .unwrap_or(D::DEFAULT_UPSTREAM_MAX_IDLE_CONNECTIONS),
-            max_connections: match raw.max_connections.unwrap_or(D::DEFAULT_MAX_CONNECTIONS) {
-                0 => {
-                    self.problem("limits.max_connections", "must be positive");
-                    1
-                }
-                n if n > 100_000_000 => {
-                    self.problem("limits.max_connections", "must be at most 100000000");
-                    1
-                }
-                n => n,
-            },
+            max_connections: count(
+                self,
+                "max_connections",
+                raw.max_connections.unwrap_or(D::DEFAULT_MAX_CONNECTIONS),
+            ),
             max_connections_per_ip: match raw
                 .max_connections_per_ip
                 .unwrap_or(D::DEFAULT_MAX_CONNECTIONS_PER_IP)

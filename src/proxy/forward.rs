@@ -86,12 +86,7 @@ pub(super) async fn call_upstream(
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             let (mut parts, _) = resp.into_parts();
             headers::strip_response(&mut parts.headers);
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts
-                .headers
-                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            websocket::set_upgrade_headers(&mut parts.headers);
             websocket::spawn_bridge(client_upgrade, upstream_upgrade, shared, admitted);
             (Response::from_parts(parts, empty()), None)
         }

@@ -299,12 +299,7 @@ pub(super) fn upstream_request_filter(
             .insert(header::TE, HeaderValue::from_static("trailers"));
     }
     if websocket {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts
-            .headers
-            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        websocket::set_upgrade_headers(&mut parts.headers);
     }
     if let Some(name) = &admission.token_cookie
         && !keep_credentials

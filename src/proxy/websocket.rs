@@ -113,6 +113,14 @@ fn still_allowed(shared: &Shared, parts: &Parts, now: i64) -> bool {
     )
 }
 
+/// Marks a request or response head as a WebSocket upgrade (`Connection: upgrade`,
+/// `Upgrade: websocket`), the only upgrade the proxy forwards.
+pub(crate) fn set_upgrade_headers(headers: &mut http::HeaderMap) {
+    use http::header::{CONNECTION, HeaderValue, UPGRADE};
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+}
+
 /// Bridges an accepted upgrade (see the module docs for when it ends).
 pub(crate) fn spawn_bridge(
     client: OnUpgrade,
