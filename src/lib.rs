@@ -57,6 +57,7 @@ pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod reload;
+pub mod seal;
 pub mod server;
 pub mod tls;
 pub mod token;

@@ -25,6 +25,7 @@ const LAYERS: &[&[&str]] = &[
         "metrics",
         "token",
         "credential",
+        "seal",
     ],
     // Typed, validated configuration.
     &["config"],
