@@ -1,5 +1,6 @@
 //! Unit tests of the decision, one denial reason at a time, with a fixed `now`; the
-//! fixtures are `pub(crate)` so the cache's tests can reuse them.
+//! fixtures are `pub(crate)` so the cache's tests can reuse them. The whole file is
+//! test code: `mod.rs` includes it under #[cfg(test)].
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
