@@ -53,6 +53,7 @@ pub mod header_names;
 pub mod headers;
 pub mod issuer;
 pub mod jwks;
+pub mod login;
 pub mod metrics;
 pub mod path;
 pub mod proxy;

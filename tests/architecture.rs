@@ -34,7 +34,7 @@ const LAYERS: &[&[&str]] = &[
     // The pure decision.
     &["auth"],
     // Around the decision: the verified-token cache, header hygiene.
-    &["cache", "headers"],
+    &["cache", "headers", "login"],
     // The request path: handler phases, upstream client, uploads, WebSockets.
     &["proxy"],
     // Operations over a running proxy.
