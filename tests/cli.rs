@@ -7,30 +7,14 @@
     reason = "tests fail loudly"
 )]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cognito-sidecar");
-
-fn sidecar() -> Command {
-    let mut c = Command::new(BIN);
-    // Tests must not inherit a developer's configuration.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("COGNITO_SIDECAR_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("NO_COLOR", "1");
-    c
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
+use support::{ChildGuard, sidecar_command as sidecar, write};
 
 #[test]
 fn the_example_configuration_is_valid() {
@@ -155,14 +139,6 @@ fn environment_variables_override_the_file_and_can_name_it() {
     assert_eq!(out.status.code(), Some(64));
 }
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Parses `curl -i URL [-H 'Name: value']` lines printed by the demo.
 fn parse_curl(line: &str) -> (String, Vec<(String, String)>) {
     let rest = line.trim_start_matches("curl -i ");
@@ -192,8 +168,8 @@ async fn the_demo_prints_commands_that_show_each_answer() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut child = Kill(child);
-    let stdout = child.0.stdout.take().unwrap();
+    let mut child = ChildGuard::adopt("demo", child);
+    let stdout = child.child_mut().stdout.take().unwrap();
     let lines = tokio::task::spawn_blocking(move || {
         let mut lines = Vec::new();
         for line in BufReader::new(stdout).lines() {

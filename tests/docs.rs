@@ -23,10 +23,10 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cognito_sidecar::config::Config;
@@ -34,9 +34,10 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
-use support::{Env, JwksAnswer, JwksServer, Upstream};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cognito-sidecar");
+use support::{
+    ChildGuard, Env, JwksAnswer, JwksServer, Upstream, free_port, moto_server, set_line,
+    sidecar_command, wait_until_within,
+};
 
 /// A key no version of the configuration will ever accept.
 const BOGUS: &str = "zzz_not_a_key";
@@ -521,17 +522,6 @@ fn every_readme_command_is_run_by_a_test_or_ci_or_listed_with_a_reason() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-fn sidecar_command() -> Command {
-    let mut c = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("COGNITO_SIDECAR_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("NO_COLOR", "1");
-    c
-}
-
 /// Runs each README command marked [`Covered::Here`] as written, in a directory holding
 /// the README's minimal `config.toml` (its pool's keys served by a local JWKS server
 /// instead of Cognito) and `token.txt`, a token that config accepts on any route.
@@ -796,14 +786,7 @@ fn scraped_names(scrape: &str) -> (BTreeSet<String>, BTreeSet<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_named_in_dashboards_alerts_and_readme_exists_in_a_live_scrape() {
     let backend = start_backend().await;
-    let jwks = JwksServer::start(JwksAnswer::Json(support::jwks_of(&["k1", "k2"]))).await;
-    let text = support::config_text(
-        &jwks.url(),
-        backend,
-        "",
-        "[limits]\nupstream_timeout_seconds = 1\n",
-    );
-    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let env = Env::behind(backend, "", "[limits]\nupstream_timeout_seconds = 1\n").await;
 
     // Drive one request per outcome so that every labelled series exists.
     let valid = support::mint(&support::access_claims());
@@ -878,21 +861,6 @@ async fn every_metric_named_in_dashboards_alerts_and_readme_exists_in_a_live_scr
 // The compose topology, natively: moto + setup script + sidecar + backend
 // ---------------------------------------------------------------------------
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
 fn setup_script(state: &Path, args: &[&str]) -> String {
     let out = Command::new("python3")
         .arg(root().join("deploy/compose/setup/cognito_setup.py"))
@@ -914,95 +882,54 @@ fn setup_script(state: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Replaces the value of the top-level `key = ...` line.
-fn set_line(text: &str, key: &str, value: &str) -> String {
-    let prefix = format!("{key} = ");
-    assert!(
-        text.lines().any(|l| l.starts_with(&prefix)),
-        "no `{key}` line in the generated config"
-    );
-    text.lines()
-        .map(|l| {
-            if l.starts_with(&prefix) {
-                format!("{prefix}{value}")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compose_setup_script_provisions_moto_and_its_config_admits_moto_tokens() {
-    let Some(moto_server) = find_on_path("moto_server") else {
-        assert!(
-            std::env::var("COGNITO_E2E_REQUIRE_MOTO").as_deref() != Ok("1"),
-            "moto_server is not on PATH but COGNITO_E2E_REQUIRE_MOTO=1"
-        );
-        eprintln!("skipping: moto_server not installed (pip install 'moto[server]' boto3)");
+    let Some(moto_server) = moto_server() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let port = StdTcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _moto = KillOnDrop(
-        Command::new(moto_server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let port = free_port();
+    let mut cmd = Command::new(moto_server);
+    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    let _moto = ChildGuard::spawn("moto_server", cmd, dir.path()).unwrap();
     let endpoint = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let probe = client
-            .get(format!("{endpoint}/us-east-1_probe/.well-known/jwks.json"))
-            .send()
-            .await;
-        if probe.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let probe = format!("{endpoint}/us-east-1_probe/.well-known/jwks.json");
+    wait_until_within(
+        Duration::from_secs(30),
+        "moto_server to start",
+        async || {
+            client
+                .get(&probe)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+    )
+    .await;
 
     // What the compose `setup` service runs, with the emulator on loopback.
     let state = dir.path().join("cognito.json");
     let config_out = dir.path().join("config.toml");
     let template = root().join("deploy/compose/sidecar.toml");
-    setup_script(
-        &state,
-        &[
-            "provision",
-            "--endpoint",
-            &endpoint,
-            "--template",
-            template.to_str().unwrap(),
-            "--config-out",
-            config_out.to_str().unwrap(),
-        ],
-    );
+    let provision = || {
+        setup_script(
+            &state,
+            &[
+                "provision",
+                "--endpoint",
+                &endpoint,
+                "--template",
+                template.to_str().unwrap(),
+                "--config-out",
+                config_out.to_str().unwrap(),
+            ],
+        )
+    };
+    provision();
     // Idempotent: a second run (compose restarts, `up` again) reuses everything.
     let first = std::fs::read_to_string(&config_out).unwrap();
-    setup_script(
-        &state,
-        &[
-            "provision",
-            "--endpoint",
-            &endpoint,
-            "--template",
-            template.to_str().unwrap(),
-            "--config-out",
-            config_out.to_str().unwrap(),
-        ],
-    );
+    provision();
     let written = std::fs::read_to_string(&config_out).unwrap();
     assert_eq!(first, written, "a second provision changed the config");
     assert!(

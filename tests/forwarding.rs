@@ -122,12 +122,7 @@ async fn claim_values_with_control_characters_cannot_split_headers() {
 
 #[tokio::test]
 async fn configured_claim_mappings_and_the_claims_header_are_sent() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
-        "",
-        "[identity]\nclaims_header = \"X-Auth-Claims\"\nforward_authorization = true\n[identity.claims]\n\"custom:tenant\" = \"X-Tenant\"\n",
-        true,
-    )
+    let env = Env::configured("", "[identity]\nclaims_header = \"X-Auth-Claims\"\nforward_authorization = true\n[identity.claims]\n\"custom:tenant\" = \"X-Tenant\"\n")
     .await;
     let claims = with(id_claims(), "custom:tenant", json!("acme"));
     let token = mint(&claims);
@@ -297,13 +292,7 @@ async fn forwarding_headers_are_computed_not_copied() {
 
 #[tokio::test]
 async fn trusted_proxies_have_their_forwarded_for_chain_extended() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
-        "trusted_proxies = [\"127.0.0.0/8\"]",
-        "",
-        true,
-    )
-    .await;
+    let env = Env::configured("trusted_proxies = [\"127.0.0.0/8\"]", "").await;
     let r = env
         .client
         .get(env.url("/public/x"))
@@ -393,13 +382,7 @@ async fn host_must_be_present_once() {
 
 #[tokio::test]
 async fn host_allow_list_answers_421_for_other_hosts() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
-        "allowed_hosts = [\"api.example\"]",
-        "",
-        true,
-    )
-    .await;
+    let env = Env::configured("allowed_hosts = [\"api.example\"]", "").await;
     let resp = env
         .raw(b"GET /public/x HTTP/1.1\r\nHost: evil.com\r\nConnection: close\r\n\r\n")
         .await;
@@ -512,14 +495,8 @@ async fn large_uploads_stream_through_to_the_backend() {
 
 #[tokio::test]
 async fn unreachable_upstream_gives_a_generic_502() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let upstream = Upstream::start().await;
-    let text = config_text(&jwks.url(), closed, "", "");
-    let env = Env::start_with_config(jwks, upstream, &text, true).await;
+    let closed = Refusing::new();
+    let env = Env::behind(closed.addr, "", "").await;
     let r = env.get("/api/x", Some(&mint(&access_claims()))).await;
     assert_eq!(r.status(), 502);
     assert_eq!(r.text().await.unwrap(), r#"{"error":"bad_gateway"}"#);
@@ -535,15 +512,8 @@ async fn unreachable_upstream_gives_a_generic_502() {
 
 #[tokio::test]
 async fn stalled_upstream_gives_a_generic_504() {
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
     let upstream = Upstream::start_with(Duration::from_secs(30)).await;
-    let text = config_text(
-        &jwks.url(),
-        upstream.addr,
-        "[limits]\nupstream_timeout_seconds = 1",
-        "",
-    );
-    let env = Env::start_with_config(jwks, upstream, &text, true).await;
+    let env = Env::with_upstream(upstream, "[limits]\nupstream_timeout_seconds = 1", "").await;
     let r = env.get("/api/x", Some(&mint(&access_claims()))).await;
     assert_eq!(r.status(), 504);
     assert_eq!(r.text().await.unwrap(), r#"{"error":"gateway_timeout"}"#);
@@ -552,11 +522,7 @@ async fn stalled_upstream_gives_a_generic_504() {
 #[tokio::test]
 async fn h2c_prior_knowledge_clients_are_served() {
     let env = Env::start().await;
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .no_proxy()
-        .build()
-        .unwrap();
+    let client = h2_client();
     let r = client
         .get(env.url("/api/x"))
         .header(

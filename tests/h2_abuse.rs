@@ -25,161 +25,12 @@ use bytes::Bytes;
 use http::Response;
 use http_body_util::{Full, StreamBody};
 use hyper::body::Frame as BodyFrame;
+use support::h2::*;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Notify;
-
-// ---------------------------------------------------------------------------
-// A tiny HTTP/2 frame writer and reader.
-// ---------------------------------------------------------------------------
-
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
-const CANCEL: u32 = 0x8;
-const ENHANCE_YOUR_CALM: u32 = 0xb;
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
-    assert_eq!(len[0], 0, "frame too long");
-    let mut f = vec![len[1], len[2], len[3], kind, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-fn settings(values: &[(u16, u32)]) -> Vec<u8> {
-    let mut payload = Vec::new();
-    for (id, v) in values {
-        payload.extend_from_slice(&id.to_be_bytes());
-        payload.extend_from_slice(&v.to_be_bytes());
-    }
-    frame(SETTINGS, 0, 0, &payload)
-}
-
-fn rst(stream: u32) -> Vec<u8> {
-    frame(RST_STREAM, 0, stream, &CANCEL.to_be_bytes())
-}
-
-/// An HPACK literal without indexing whose name is static-table entry `index`.
-fn literal(block: &mut Vec<u8>, index: u8, value: &str) {
-    assert!(index < 15 && value.len() < 127);
-    block.push(index);
-    block.push(u8::try_from(value.len()).unwrap());
-    block.extend_from_slice(value.as_bytes());
-}
-
-/// The header block of `GET path` (`:method GET`, `:scheme http` indexed).
-fn get_block(path: &str) -> Vec<u8> {
-    let mut b = vec![0x82, 0x86];
-    literal(&mut b, 4, path);
-    literal(&mut b, 1, "localhost");
-    b
-}
-
-/// A whole `GET path` request on `stream`, without a body.
-fn get(stream: u32, path: &str) -> Vec<u8> {
-    frame(HEADERS, END_HEADERS | END_STREAM, stream, &get_block(path))
-}
-
-#[derive(Debug)]
-struct Frame {
-    kind: u8,
-    flags: u8,
-    stream: u32,
-    payload: Vec<u8>,
-}
-
-async fn read_frame(r: &mut OwnedReadHalf) -> std::io::Result<Frame> {
-    let mut head = [0u8; 9];
-    r.read_exact(&mut head).await?;
-    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]);
-    let mut payload = vec![0; usize::try_from(len).unwrap()];
-    r.read_exact(&mut payload).await?;
-    Ok(Frame {
-        kind: head[3],
-        flags: head[4],
-        stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
-        payload,
-    })
-}
-
-/// Opens an h2c connection: preface and an initial SETTINGS frame.
-async fn h2_connect(addr: SocketAddr, values: &[(u16, u32)]) -> (OwnedReadHalf, OwnedWriteHalf) {
-    let s = TcpStream::connect(addr).await.unwrap();
-    let (r, mut w) = s.into_split();
-    w.write_all(PREFACE).await.unwrap();
-    w.write_all(&settings(values)).await.unwrap();
-    (r, w)
-}
-
-/// Reads until `stream` ends; returns whether its response head was `:status 200`.
-async fn read_response(r: &mut OwnedReadHalf, stream: u32) -> bool {
-    let mut ok = false;
-    loop {
-        let f = tokio::time::timeout(Duration::from_secs(10), read_frame(r))
-            .await
-            .expect("no response within 10 s")
-            .expect("connection closed before the response");
-        if f.stream != stream {
-            continue;
-        }
-        assert_ne!(f.kind, RST_STREAM, "stream {stream} was reset");
-        if f.kind == HEADERS && !ok {
-            // hyper encodes `:status 200` as static-table entry 8.
-            ok = f.payload.first() == Some(&0x88);
-        }
-        if matches!(f.kind, HEADERS | DATA) && f.flags & END_STREAM != 0 {
-            return ok;
-        }
-    }
-}
-
-/// How a connection ended, seen from the client.
-#[derive(Debug)]
-struct Ended {
-    after: Duration,
-    /// Error code of the last GOAWAY, if one came.
-    goaway: Option<u32>,
-    pongs: usize,
-}
-
-/// Reads (and discards) until the proxy closes the connection; panics after `bound`.
-async fn until_closed(r: &mut OwnedReadHalf, since: Instant, bound: Duration) -> Ended {
-    let mut ended = Ended {
-        after: Duration::ZERO,
-        goaway: None,
-        pongs: 0,
-    };
-    let read_all = async {
-        while let Ok(f) = read_frame(r).await {
-            if f.kind == GOAWAY && f.payload.len() >= 8 {
-                ended.goaway = Some(u32::from_be_bytes(f.payload[4..8].try_into().unwrap()));
-            }
-            if f.kind == PING && f.flags & ACK != 0 {
-                ended.pongs += 1;
-            }
-        }
-    };
-    let left = bound.saturating_sub(since.elapsed());
-    assert!(
-        tokio::time::timeout(left, read_all).await.is_ok(),
-        "connection still open {bound:?} later"
-    );
-    ended.after = since.elapsed();
-    ended
-}
 
 /// Waits until a plain socket is closed by the proxy (EOF or reset); returns when.
 async fn until_eof(s: &mut TcpStream, since: Instant, bound: Duration) -> Duration {
@@ -205,35 +56,11 @@ async fn until_eof(s: &mut TcpStream, since: Instant, bound: Duration) -> Durati
 
 /// An in-process sidecar with short timeouts: header read 1 s, idle 2 s.
 async fn short_timeouts() -> Env {
-    Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
+    Env::configured(
         "",
         "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 2\n",
-        true,
     )
     .await
-}
-
-/// Polls the admin endpoint until `series` equals `want` (10 s at most).
-async fn wait_for_metric(admin: &str, series: &str, want: f64) {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let mut last = f64::NAN;
-    for _ in 0..200 {
-        let text = client
-            .get(format!("{admin}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        last = metric(&text, series);
-        if last == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{series} stayed at {last}, wanted {want}");
 }
 
 /// An upstream answering every request with `size` bytes; counts requests.
@@ -256,97 +83,10 @@ async fn big_upstream(size: usize) -> (SocketAddr, Arc<AtomicUsize>, Arc<Notify>
 }
 
 async fn wait_count(count: &AtomicUsize, arrived: &Notify, n: usize) {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let notified = arrived.notified();
-            if count.load(Ordering::SeqCst) >= n {
-                return;
-            }
-            notified.await;
-        }
+    wait_notified(arrived, "requests at the upstream", || {
+        count.load(Ordering::SeqCst) >= n
     })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "upstream saw {} of {n} requests",
-            count.load(Ordering::SeqCst)
-        )
-    });
-}
-
-/// The real binary, for memory measurements.
-struct Binary {
-    child: KillOnDrop,
-    _dir: tempfile::TempDir,
-    proxy: SocketAddr,
-    admin: String,
-}
-
-impl Binary {
-    async fn start(jwks: &JwksServer, upstream: SocketAddr, tables: &str) -> Self {
-        let (port, admin) = (free_port(), free_port());
-        let text = config_text(&jwks.url(), upstream, "", tables)
-            .replace(
-                "\nlisten = \"127.0.0.1:0\"",
-                &format!("\nlisten = \"127.0.0.1:{port}\""),
-            )
-            .replace(
-                "admin_listen = \"127.0.0.1:0\"",
-                &format!("admin_listen = \"127.0.0.1:{admin}\""),
-            );
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("config.toml");
-        std::fs::write(&file, text).unwrap();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cognito-sidecar"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("COGNITO_SIDECAR_") {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd
-            .arg("--config")
-            .arg(&file)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let child = KillOnDrop(child);
-        let admin = format!("http://127.0.0.1:{admin}");
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                if let Ok(r) = client.get(format!("{admin}/readyz")).send().await
-                    && r.status() == 200
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .expect("sidecar never became ready");
-        Self {
-            child,
-            _dir: dir,
-            proxy: SocketAddr::from(([127, 0, 0, 1], port)),
-            admin,
-        }
-    }
-
-    /// Resident memory, KiB.
-    fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.proxy)
-    }
+    .await;
 }
 
 /// Growth allowed for a flood against the real binary.
@@ -359,10 +99,6 @@ async fn served(client: &reqwest::Client, url: &str) {
         .expect("a normal client waited 10 s during the attack")
         .unwrap();
     assert_eq!(r.status(), 200);
-}
-
-fn plain_client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
 // ---------------------------------------------------------------------------
@@ -415,11 +151,9 @@ async fn an_h2_connection_that_sends_only_pings_is_closed_after_the_header_read_
 
 #[tokio::test]
 async fn a_silent_tcp_connection_is_closed_after_the_header_read_timeout() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
+    let env = Env::configured(
         "",
         "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 30\n",
-        true,
     )
     .await;
     let started = Instant::now();
@@ -433,11 +167,9 @@ async fn a_silent_tcp_connection_is_closed_after_the_header_read_timeout() {
 
 #[tokio::test]
 async fn a_byte_trickled_h2_preface_is_closed_after_the_header_read_timeout() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
+    let env = Env::configured(
         "",
         "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 30\n",
-        true,
     )
     .await;
     let started = Instant::now();
@@ -460,11 +192,9 @@ async fn a_byte_trickled_h2_preface_is_closed_after_the_header_read_timeout() {
 
 #[tokio::test]
 async fn a_trickled_continuation_header_block_is_cut_after_the_header_read_timeout() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
+    let env = Env::configured(
         "",
         "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 30\n",
-        true,
     )
     .await;
     let (mut r, mut w) = h2_connect(env.sidecar.proxy_addr, &[]).await;
@@ -535,19 +265,13 @@ async fn streaming_upstream(gap: Duration) -> SocketAddr {
 #[tokio::test]
 async fn a_response_waiting_on_its_upstream_is_never_cut_by_the_idle_timeout() {
     let upstream = streaming_upstream(Duration::from_secs(4)).await;
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let text = config_text(
-        &jwks.url(),
+    let env = Env::behind(
         upstream,
         "",
         "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 2\n",
-    );
-    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .no_proxy()
-        .build()
-        .unwrap();
+    )
+    .await;
+    let h2 = h2_client();
     let started = Instant::now();
     let (a, b) = tokio::join!(
         async {
@@ -569,24 +293,21 @@ async fn a_response_waiting_on_its_upstream_is_never_cut_by_the_idle_timeout() {
 async fn an_http1_client_that_stops_reading_a_large_response_is_dropped_after_the_idle_timeout() {
     const SIZE: usize = 32 * 1024 * 1024;
     let (big, _, _) = big_upstream(SIZE).await;
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let text = config_text(
-        &jwks.url(),
+    let env = Env::behind(
         big,
         "",
         "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 2\n",
-    );
-    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
-    let admin = format!("http://{}", env.sidecar.admin_addr);
+    )
+    .await;
     let mut s = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
     s.write_all(b"GET /public/big HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
-    wait_for_metric(&admin, "cognito_sidecar_requests_in_flight", 1.0).await;
+    wait_metric_eq(&env, "cognito_sidecar_requests_in_flight", 1.0).await;
     // The client reads nothing; once the socket buffers are full the proxy holds
     // data the client does not take.
-    wait_for_metric(&admin, "cognito_sidecar_open_connections", 0.0).await;
-    wait_for_metric(&admin, "cognito_sidecar_requests_in_flight", 0.0).await;
+    wait_metric_eq(&env, "cognito_sidecar_open_connections", 0.0).await;
+    wait_metric_eq(&env, "cognito_sidecar_requests_in_flight", 0.0).await;
     let mut got = Vec::new();
     let _ = s.read_to_end(&mut got).await;
     assert!(got.len() < SIZE, "the whole answer was delivered");
@@ -595,14 +316,12 @@ async fn an_http1_client_that_stops_reading_a_large_response_is_dropped_after_th
 #[tokio::test]
 async fn h2_streams_stalled_on_a_zero_window_are_dropped_after_the_idle_timeout() {
     let (big, count, arrived) = big_upstream(1024 * 1024).await;
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let text = config_text(
-        &jwks.url(),
+    let env = Env::behind(
         big,
         "",
         "[limits]\nheader_read_timeout_seconds = 1\nidle_timeout_seconds = 2\n",
-    );
-    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    )
+    .await;
     let (mut r, mut w) =
         h2_connect(env.sidecar.proxy_addr, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
     for i in 0..10 {
@@ -613,12 +332,7 @@ async fn h2_streams_stalled_on_a_zero_window_are_dropped_after_the_idle_timeout(
     let ended = until_closed(&mut r, stalled, Duration::from_secs(10)).await;
     assert!(ended.goaway.is_some(), "{ended:?}");
     assert!(ended.after >= Duration::from_millis(1500), "{ended:?}");
-    wait_for_metric(
-        &format!("http://{}", env.sidecar.admin_addr),
-        "cognito_sidecar_requests_in_flight",
-        0.0,
-    )
-    .await;
+    wait_metric_eq(&env, "cognito_sidecar_requests_in_flight", 0.0).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -650,13 +364,7 @@ async fn h1_request(s: &mut TcpStream) -> String {
 
 #[tokio::test]
 async fn the_connection_over_the_per_ip_cap_is_closed_at_once_while_other_addresses_are_served() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
-        "",
-        "[limits]\nmax_connections_per_ip = 3\n",
-        true,
-    )
-    .await;
+    let env = Env::configured("", "[limits]\nmax_connections_per_ip = 3\n").await;
     let addr = env.sidecar.proxy_addr;
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -696,12 +404,7 @@ async fn the_connection_over_the_per_ip_cap_is_closed_at_once_while_other_addres
     );
     // A closed connection frees its place.
     drop(held.pop());
-    wait_for_metric(
-        &format!("http://{}", env.sidecar.admin_addr),
-        "cognito_sidecar_open_connections",
-        3.0,
-    )
-    .await;
+    wait_metric_eq(&env, "cognito_sidecar_open_connections", 3.0).await;
     let mut again = connect_from("127.0.0.1", addr).await;
     assert_eq!(h1_request(&mut again).await, "HTTP/1.1 200 OK");
 }
@@ -712,11 +415,8 @@ async fn the_connection_over_the_per_ip_cap_is_closed_at_once_while_other_addres
 
 #[tokio::test]
 async fn requests_in_flight_returns_to_zero_when_clients_disconnect_mid_request() {
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
     let upstream = Upstream::start_with(Duration::from_secs(60)).await;
-    let text = config_text(&jwks.url(), upstream.addr, "", "");
-    let env = Env::start_with_config(jwks, upstream, &text, true).await;
-    let admin = format!("http://{}", env.sidecar.admin_addr);
+    let env = Env::with_upstream(upstream, "", "").await;
     let mut clients = Vec::new();
     for i in 0..40 {
         let mut s = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
@@ -726,19 +426,16 @@ async fn requests_in_flight_returns_to_zero_when_clients_disconnect_mid_request(
         clients.push(s);
     }
     env.upstream.wait_count(40).await;
-    wait_for_metric(&admin, "cognito_sidecar_requests_in_flight", 40.0).await;
+    wait_metric_eq(&env, "cognito_sidecar_requests_in_flight", 40.0).await;
     drop(clients);
-    wait_for_metric(&admin, "cognito_sidecar_requests_in_flight", 0.0).await;
-    wait_for_metric(&admin, "cognito_sidecar_open_connections", 0.0).await;
+    wait_metric_eq(&env, "cognito_sidecar_requests_in_flight", 0.0).await;
+    wait_metric_eq(&env, "cognito_sidecar_open_connections", 0.0).await;
 }
 
 #[tokio::test]
 async fn reset_h2_streams_give_back_their_in_flight_count_while_the_connection_stays() {
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
     let upstream = Upstream::start_with(Duration::from_secs(60)).await;
-    let text = config_text(&jwks.url(), upstream.addr, "", "");
-    let env = Env::start_with_config(jwks, upstream, &text, true).await;
-    let admin = format!("http://{}", env.sidecar.admin_addr);
+    let env = Env::with_upstream(upstream, "", "").await;
     let (mut r, mut w) = h2_connect(env.sidecar.proxy_addr, &[]).await;
     let streams: Vec<u32> = (0..20).map(|i| 1 + 2 * i).collect();
     for s in &streams {
@@ -747,11 +444,11 @@ async fn reset_h2_streams_give_back_their_in_flight_count_while_the_connection_s
             .unwrap();
     }
     env.upstream.wait_count(20).await;
-    wait_for_metric(&admin, "cognito_sidecar_requests_in_flight", 20.0).await;
+    wait_metric_eq(&env, "cognito_sidecar_requests_in_flight", 20.0).await;
     for s in &streams {
         w.write_all(&rst(*s)).await.unwrap();
     }
-    wait_for_metric(&admin, "cognito_sidecar_requests_in_flight", 0.0).await;
+    wait_metric_eq(&env, "cognito_sidecar_requests_in_flight", 0.0).await;
     // Same connection, next request: served.
     w.write_all(&get(41, "/public/after")).await.unwrap();
     drop(tokio::spawn(async move {
@@ -878,7 +575,7 @@ async fn a_ping_flood_is_answered_but_does_not_keep_an_idle_connection_open() {
 async fn continuation_floods_get_goaway_with_memory_bounded_and_others_served() {
     let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
     let upstream = Upstream::start().await;
-    let sidecar = Binary::start(&jwks, upstream.addr, "").await;
+    let sidecar = Binary::start(&config_text(&jwks.url(), upstream.addr, "", "")).await;
     let client = plain_client();
     served(&client, &sidecar.url("/public/warm")).await;
     let before = sidecar.rss_kib();
@@ -919,7 +616,7 @@ async fn zero_window_streams_stall_alone_with_memory_bounded_and_others_served()
     const SIZE: usize = 1024 * 1024;
     let (big, count, arrived) = big_upstream(SIZE).await;
     let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let sidecar = Binary::start(&jwks, big, "").await;
+    let sidecar = Binary::start(&config_text(&jwks.url(), big, "", "")).await;
     let client = plain_client();
     served(&client, &sidecar.url("/public/warm")).await;
     let before = sidecar.rss_kib();
@@ -930,8 +627,8 @@ async fn zero_window_streams_stall_alone_with_memory_bounded_and_others_served()
     }
     let reader = tokio::spawn(async move { while read_frame(&mut r).await.is_ok() {} });
     wait_count(&count, &arrived, 1 + STREAMS as usize).await;
-    wait_for_metric(
-        &sidecar.admin,
+    wait_metric_eq(
+        &sidecar,
         "cognito_sidecar_requests_in_flight",
         f64::from(STREAMS),
     )
@@ -960,36 +657,17 @@ async fn zero_window_streams_stall_alone_with_memory_bounded_and_others_served()
     // The stalled streams hold nothing once their client is gone.
     drop(w);
     reader.abort();
-    wait_for_metric(&sidecar.admin, "cognito_sidecar_requests_in_flight", 0.0).await;
-}
-
-/// Reads frames until `stream`'s response head arrives; returns its first header byte
-/// (hyper encodes `:status 200` as 0x88) or `None` if the stream was reset.
-async fn response_head(r: &mut OwnedReadHalf, stream: u32) -> Option<u8> {
-    loop {
-        let f = tokio::time::timeout(Duration::from_secs(10), read_frame(r))
-            .await
-            .expect("no response head within 10 s")
-            .expect("connection closed before the response head");
-        if f.stream == stream && f.kind == RST_STREAM {
-            return None;
-        }
-        if f.stream == stream && f.kind == HEADERS {
-            return f.payload.first().copied();
-        }
-    }
+    wait_metric_eq(&sidecar, "cognito_sidecar_requests_in_flight", 0.0).await;
 }
 
 #[tokio::test]
 async fn stalled_streams_fill_the_in_flight_cap_then_get_503_and_the_send_timeout_frees_them() {
     const CAP: u32 = 20;
     let (big, count, arrived) = big_upstream(1024 * 1024).await;
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
     let limits = format!(
         "[limits]\nmax_in_flight_requests = {CAP}\nsend_timeout_seconds = 2\nidle_timeout_seconds = 600\n"
     );
-    let text = config_text(&jwks.url(), big, "", &limits);
-    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let env = Env::behind(big, "", &limits).await;
     // Zero stream windows: no response DATA can ever be sent.
     let (mut r, mut w) =
         h2_connect(env.sidecar.proxy_addr, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
@@ -997,12 +675,7 @@ async fn stalled_streams_fill_the_in_flight_cap_then_get_503_and_the_send_timeou
         w.write_all(&get(1 + 2 * i, "/public/big")).await.unwrap();
     }
     wait_count(&count, &arrived, CAP as usize).await;
-    wait_for_metric(
-        &env.admin_url(""),
-        "cognito_sidecar_requests_in_flight",
-        f64::from(CAP),
-    )
-    .await;
+    wait_metric_eq(&env, "cognito_sidecar_requests_in_flight", f64::from(CAP)).await;
     // At the cap: more streams and other clients are refused at once, not queued.
     w.write_all(&get(1 + 2 * CAP, "/public/big")).await.unwrap();
     let head = response_head(&mut r, 1 + 2 * CAP).await;
@@ -1033,12 +706,7 @@ async fn stalled_streams_fill_the_in_flight_cap_then_get_503_and_the_send_timeou
     // The stalled client keeps its connection open but takes nothing: after the send
     // timeout its responses are abandoned and their slots (and upstreams) released.
     let reader = tokio::spawn(async move { while read_frame(&mut r).await.is_ok() {} });
-    wait_for_metric(
-        &env.admin_url(""),
-        "cognito_sidecar_requests_in_flight",
-        0.0,
-    )
-    .await;
+    wait_metric_eq(&env, "cognito_sidecar_requests_in_flight", 0.0).await;
     let body = env
         .client
         .get(env.url("/public/other"))

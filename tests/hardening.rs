@@ -34,26 +34,7 @@ scopes = ["api/write"]
 "#;
 
 async fn env_with(top: &str) -> Env {
-    Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1", "k2"])),
-        top,
-        EXTRA_ROUTES,
-        true,
-    )
-    .await
-}
-
-/// The problems a configuration with these additions is refused for.
-fn config_problems(top: &str, tables: &str) -> String {
-    let text = config_text(
-        "http://127.0.0.1:1/jwks",
-        "127.0.0.1:2".parse().unwrap(),
-        top,
-        tables,
-    );
-    cognito_sidecar::config::Config::from_toml(&text)
-        .unwrap_err()
-        .to_string()
+    Env::configured(top, EXTRA_ROUTES).await
 }
 
 fn status_of(raw: &str) -> u16 {
@@ -439,13 +420,7 @@ async fn with_lenient_encoding_restricted_rules_still_see_through_every_spelling
 
 #[tokio::test]
 async fn client_trailers_reach_an_http2_backend_only_after_stripping() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1", "k2"])),
-        "upstream_protocol = \"http2\"",
-        "",
-        true,
-    )
-    .await;
+    let env = Env::configured("upstream_protocol = \"http2\"", "").await;
     let stream = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))

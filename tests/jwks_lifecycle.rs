@@ -176,12 +176,7 @@ async fn without_keys_protected_routes_answer_503_and_readiness_waits_for_them()
         503,
         "no token, no keys"
     );
-    let ready = env
-        .client
-        .get(env.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let ready = env.admin_get("/readyz").await;
     assert_eq!(ready.status(), 503);
     assert!(
         ready.text().await.unwrap().contains("pool test"),
@@ -204,12 +199,7 @@ async fn without_keys_protected_routes_answer_503_and_readiness_waits_for_them()
     tokio::time::timeout(std::time::Duration::from_secs(15), running.sidecar.ready())
         .await
         .expect("keys never loaded after the IdP recovered");
-    let ready = running
-        .client
-        .get(running.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let ready = running.admin_get("/readyz").await;
     assert_eq!(ready.status(), 200);
     assert_eq!(
         running
@@ -242,25 +232,15 @@ async fn admin_endpoints_are_not_served_on_the_proxy_port() {
             .status(),
         200
     );
-    assert_eq!(
-        env.client
-            .get(env.admin_url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(env.admin_get("/readyz").await.status(), 200);
     let m = env.metrics().await;
     assert!(m.contains("cognito_sidecar_build_info"));
 }
 
 #[tokio::test]
 async fn shutdown_fails_readiness_and_drains_in_flight_requests() {
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
     let upstream = Upstream::start_with(std::time::Duration::from_millis(500)).await;
-    let text = config_text(&jwks.url(), upstream.addr, "", "");
-    let env = Env::start_with_config(jwks, upstream, &text, true).await;
+    let env = Env::with_upstream(upstream, "", "").await;
     let url = env.url("/api/slow");
     let client = env.client.clone();
     let token = mint(&access_claims());

@@ -9,11 +9,12 @@
 //! behaviour is a separately named check, all are run, and the failures are reported
 //! together with the proxy's log.
 
+mod support;
+
 use std::fmt::Write as _;
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -22,108 +23,16 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::Value;
+use support::{ChildGuard, POLL, free_port, moto_server, sidecar_command};
 
 const MOTO_START_TIMEOUT: Duration = Duration::from_secs(30);
 const SETUP_SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 const PROXY_READY_TIMEOUT: Duration = Duration::from_secs(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 // ---------------------------------------------------------------------------
 // Child processes
 // ---------------------------------------------------------------------------
-
-/// A child process that is killed and reaped when dropped; its stdout and stderr go to
-/// files so they can be shown when something fails.
-struct ChildGuard {
-    name: &'static str,
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl ChildGuard {
-    fn spawn(name: &'static str, mut cmd: Command, log_dir: &Path) -> Result<Self, String> {
-        let stdout = log_dir.join(format!("{name}.stdout"));
-        let stderr = log_dir.join(format!("{name}.stderr"));
-        let out = File::create(&stdout).map_err(|e| format!("create {stdout:?}: {e}"))?;
-        let err = File::create(&stderr).map_err(|e| format!("create {stderr:?}: {e}"))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("cannot start {name} ({cmd:?}): {e}"))?;
-        Ok(Self {
-            name,
-            child,
-            stdout,
-            stderr,
-        })
-    }
-
-    /// `Some(status)` once the process has exited.
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    /// The last part of stderr, for failure messages.
-    fn stderr_tail(&self) -> String {
-        let all = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        let lines: Vec<&str> = all.lines().collect();
-        let start = lines.len().saturating_sub(40);
-        format!(
-            "--- last {} lines of {} stderr ---\n{}\n--- end of {} stderr ---",
-            lines.len() - start,
-            self.name,
-            lines[start..].join("\n"),
-            self.name
-        )
-    }
-
-    /// Waits (bounded) for the process to exit by itself.
-    async fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.exited() {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "{} did not finish within {timeout:?}\n{}",
-                    self.name,
-                    self.stderr_tail()
-                ));
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
-/// A loopback port that was free a moment ago (bound, read, released).
-fn free_port() -> Result<u16, String> {
-    let l = StdTcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("local_addr: {e}"))
-}
 
 fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
@@ -149,7 +58,7 @@ async fn wait_http(
         if let Some(status) = child.exited() {
             return Err(format!(
                 "{} exited ({status}) before {url} answered\n{}",
-                child.name,
+                child.name(),
                 child.stderr_tail()
             ));
         }
@@ -170,7 +79,7 @@ async fn wait_http(
                 child.stderr_tail()
             ));
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -700,7 +609,7 @@ async fn set_up(moto_server: &Path) -> Result<Running, String> {
     let client = http_client()?;
 
     // moto
-    let moto_port = free_port()?;
+    let moto_port = free_port();
     let mut cmd = Command::new(moto_server);
     cmd.args(["-H", "127.0.0.1", "-p", &moto_port.to_string()]);
     let mut moto = ChildGuard::spawn("moto_server", cmd, dir.path())?;
@@ -748,30 +657,19 @@ async fn set_up(moto_server: &Path) -> Result<Running, String> {
     // Backend and proxy
     let log = Log::default();
     let upstream = start_backend(Arc::clone(&log)).await?;
-    let listen: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-    let admin: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let config_path = dir.path().join("sidecar.toml");
     std::fs::write(
         &config_path,
         proxy_config(listen, admin, upstream, moto_port, &tokens),
     )
     .map_err(|e| format!("write config: {e}"))?;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cognito-sidecar"));
-    // Every COGNITO_SIDECAR_* variable is configuration: don't inherit a developer's.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("COGNITO_SIDECAR_") {
-            cmd.env_remove(k);
-        }
-    }
+    // No inherited COGNITO_SIDECAR_* or proxy variables; plain log lines.
+    let mut cmd = sidecar_command();
     cmd.arg("--config")
         .arg(&config_path)
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env("RUST_LOG", "info")
-        // Plain log lines in failure messages (tracing-subscriber colours even non-ttys).
-        .env("NO_COLOR", "1");
+        .env("RUST_LOG", "info");
     let mut proxy = ChildGuard::spawn("cognito-sidecar", cmd, dir.path())?;
     wait_http(
         &client,
@@ -816,16 +714,7 @@ macro_rules! checks {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_minted_cognito_tokens_through_the_real_proxy() {
-    let Some(moto_server) = find_on_path("moto_server") else {
-        assert!(
-            std::env::var("COGNITO_E2E_REQUIRE_MOTO").as_deref() != Ok("1"),
-            "moto_server is not on PATH but COGNITO_E2E_REQUIRE_MOTO=1: \
-             install it with `pip install 'moto[server]' boto3`"
-        );
-        eprintln!(
-            "skipping: moto_server not installed (pip install 'moto[server]' boto3; \
-             set COGNITO_E2E_REQUIRE_MOTO=1 to make this a failure)"
-        );
+    let Some(moto_server) = moto_server() else {
         return;
     };
     let started = Instant::now();

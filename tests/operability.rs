@@ -10,10 +10,7 @@
 
 mod support;
 
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Stdio;
 
 use serde_json::json;
 use support::*;
@@ -100,18 +97,9 @@ async fn metrics_move_exactly_for_allowed_denied_and_failed_traffic() {
 
 #[tokio::test]
 async fn jwks_and_upstream_failures_are_counted_by_kind() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let text = config_text(
-        &jwks.url(),
-        closed,
-        "",
-        "[jwks]\nkid_miss_min_interval_seconds = 0\n",
-    );
-    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let refusing = Refusing::new();
+    let closed = refusing.addr;
+    let env = Env::behind(closed, "", "[jwks]\nkid_miss_min_interval_seconds = 0\n").await;
     assert_eq!(
         env.get("/api/x", Some(&mint(&access_claims())))
             .await
@@ -162,13 +150,7 @@ async fn jwks_and_upstream_failures_are_counted_by_kind() {
 #[tokio::test]
 async fn request_ids_are_kept_or_created_and_trace_context_passes_untouched() {
     // A request id is kept only from a trusted hop (here: every loopback peer).
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1", "k2"])),
-        r#"trusted_proxies = ["127.0.0.1/32"]"#,
-        "",
-        true,
-    )
-    .await;
+    let env = Env::configured(r#"trusted_proxies = ["127.0.0.1/32"]"#, "").await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let r = env
         .client
@@ -214,184 +196,32 @@ async fn request_ids_are_kept_or_created_and_trace_context_passes_untouched() {
 // The real binary.
 // ---------------------------------------------------------------------------
 
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn spawn(args: &[&str], config: &Path, dir: &Path) -> Self {
-        let log = dir.join("stderr.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cognito-sidecar"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("COGNITO_SIDECAR_") {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd
-            .args(args)
-            .arg("--config")
-            .arg(config)
-            .env(
-                "RUST_LOG",
-                "trace,hyper=debug,h2=debug,rustls=debug,reqwest=debug",
-            )
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        let mut s = String::new();
-        std::fs::File::open(&self.log)
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        s
-    }
-
-    fn signal(&self, sig: &str) {
-        assert!(
-            Command::new("kill")
-                .args([sig, &self.child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-
-    async fn wait_exit(mut self) -> (i32, String) {
-        let code = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                if let Some(status) = self.child.try_wait().unwrap() {
-                    return status.code().unwrap_or(-1);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .expect("process did not exit");
-        (code, self.log())
-    }
-}
-
-async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-}
-
-struct Binary {
-    proc: Proc,
-    port: u16,
-    admin: u16,
-    config: PathBuf,
-    client: reqwest::Client,
-    _jwks: JwksServer,
-    _dir: tempfile::TempDir,
-}
-
-impl Binary {
-    async fn start(top: &str, tables: &str) -> Self {
-        let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-        let upstream = Upstream::start().await;
-        let (port, admin) = (free_port(), free_port());
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            Self::text(&jwks, &upstream, port, admin, top, tables),
-        )
-        .unwrap();
-        let proc = Proc::spawn(&[], &config, dir.path());
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let readyz = format!("http://127.0.0.1:{admin}/readyz");
-        wait_until("readiness", async || {
-            client
-                .get(&readyz)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        })
-        .await;
-        // Keep the upstream alive for the process's lifetime.
-        std::mem::forget(upstream);
-        Self {
-            proc,
-            port,
-            admin,
-            config,
-            client,
-            _jwks: jwks,
-            _dir: dir,
-        }
-    }
-
-    fn text(
-        jwks: &JwksServer,
-        upstream: &Upstream,
-        port: u16,
-        admin: u16,
-        top: &str,
-        tables: &str,
-    ) -> String {
-        config_text(
-            &jwks.url(),
-            upstream.addr,
-            &format!("log_format = \"json\"\n{top}"),
-            tables,
-        )
-        .replace(
-            "\nlisten = \"127.0.0.1:0\"",
-            &format!("\nlisten = \"127.0.0.1:{port}\""),
-        )
-        .replace(
-            "admin_listen = \"127.0.0.1:0\"",
-            &format!("admin_listen = \"127.0.0.1:{admin}\""),
-        )
-        .replace("log_level = \"warn\"", "log_level = \"info\"")
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> u16 {
-        let mut r = self
-            .client
-            .get(format!("http://127.0.0.1:{}{path}", self.port));
-        if let Some(t) = token {
-            r = r.header("authorization", format!("Bearer {t}"));
-        }
-        r.send().await.unwrap().status().as_u16()
-    }
-
-    async fn metric(&self, series: &str) -> f64 {
-        let m = self
-            .client
-            .get(format!("http://127.0.0.1:{}/metrics", self.admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric(&m, series)
-    }
+/// The real binary on the standard configuration with JSON logs at `info` (and every
+/// target at `trace` through `RUST_LOG`), `top` and `tables` added.
+async fn start_binary(top: &str, tables: &str) -> (Binary, JwksServer, Upstream) {
+    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
+    let upstream = Upstream::start().await;
+    let text = config_text(
+        &jwks.url(),
+        upstream.addr,
+        &format!("log_format = \"json\"\n{top}"),
+        tables,
+    );
+    let text = set_line(&text, "log_level", "\"info\"");
+    let bin = Binary::start_with(
+        &text,
+        &[(
+            "RUST_LOG",
+            "trace,hyper=debug,h2=debug,rustls=debug,reqwest=debug",
+        )],
+    )
+    .await;
+    (bin, jwks, upstream)
 }
 
 #[tokio::test]
 async fn configuration_changes_apply_live_and_invalid_ones_are_rejected() {
-    let bin = Binary::start("", "").await;
+    let (bin, _jwks, _upstream) = start_binary("", "").await;
     assert_eq!(bin.get("/open/x", None).await, 401);
     let original = std::fs::read_to_string(&bin.config).unwrap();
 
@@ -421,9 +251,10 @@ async fn configuration_changes_apply_live_and_invalid_ones_are_rejected() {
     assert_eq!(bin.get("/api/x", Some(&mint(&access_claims()))).await, 200);
 
     // 3. SIGHUP reloads too; a listener change is reported as needing a restart.
-    let moved = original.replace(
-        &format!("127.0.0.1:{}\"\nadmin", bin.port),
-        &format!("127.0.0.1:{}\"\nadmin", free_port()),
+    let moved = set_line(
+        &original,
+        "listen",
+        &format!("\"127.0.0.1:{}\"", free_port()),
     );
     std::fs::write(&bin.config, &moved).unwrap();
     wait_until("reload after restoring", async || {
@@ -444,7 +275,7 @@ async fn configuration_changes_apply_live_and_invalid_ones_are_rejected() {
             >= 3.0
     })
     .await;
-    let log = bin.proc.log();
+    let log = bin.log();
     assert!(
         log.contains("only takes effect after a restart") && log.contains("\"key\":\"listen\""),
         "{log}"
@@ -458,7 +289,7 @@ async fn configuration_changes_apply_live_and_invalid_ones_are_rejected() {
 #[tokio::test]
 async fn a_whole_run_logs_no_token_material_at_any_level() {
     let tables = "[[routes]]\npath = \"/ws/\"\nwebsocket = true\ntoken_query_param = \"access_token\"\ntoken_cookie = \"id_token\"\n";
-    let bin = Binary::start("", tables).await;
+    let (mut bin, _jwks, _upstream) = start_binary("", tables).await;
     let valid = mint(&access_claims());
     let id = mint(&id_claims());
     let expired = mint(&with(access_claims(), "exp", json!(now() - 600)));
@@ -475,22 +306,20 @@ async fn a_whole_run_logs_no_token_material_at_any_level() {
         let _ = bin.get("/admin/x", Some(t)).await;
         let _ = bin
             .client
-            .get(format!(
-                "http://127.0.0.1:{}/ws/x?access_token={t}",
-                bin.port
-            ))
+            .get(bin.url(&format!("/ws/x?access_token={t}")))
             .send()
             .await;
         let _ = bin
             .client
-            .get(format!("http://127.0.0.1:{}/ws/x", bin.port))
+            .get(bin.url("/ws/x"))
             .header("cookie", format!("id_token={t}"))
             .send()
             .await;
     }
     let _ = bin.get("/api/x", Some(&format!("{valid}{valid}"))).await;
     bin.proc.signal("-TERM");
-    let (code, log) = bin.proc.wait_exit().await;
+    let code = bin.wait_exit().await.code().unwrap_or(-1);
+    let log = bin.log();
     assert_eq!(code, 0);
     assert!(
         log.lines().count() > 20,
@@ -539,7 +368,7 @@ async fn verify_token_explains_the_verdict_and_the_headers_the_backend_gets() {
         let config = config.clone();
         async move {
             tokio::task::spawn_blocking(move || {
-                let mut child = Command::new(env!("CARGO_BIN_EXE_cognito-sidecar"))
+                let mut child = sidecar_command()
                     .arg("verify-token")
                     .arg("--config")
                     .arg(&config)

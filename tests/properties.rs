@@ -20,6 +20,10 @@
     reason = "tests fail loudly"
 )]
 
+// The harness is included like everywhere else; these properties need none of it (they
+// have their own fixed clock and pool, for reproducible cases).
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -1412,6 +1416,21 @@ fn allowed_hosts() -> impl Strategy<Value = Vec<String>> {
 }
 
 /// Connection options of a header map, normalized as the proxy compares them.
+/// `strip_inbound` as for a request from an untrusted peer with no verified token and no
+/// extra `strip_headers`.
+fn strip_untrusted(h: &mut HeaderMap, cfg: &Config, managed: &[String]) {
+    headers::strip_inbound(
+        h,
+        &headers::Inbound {
+            identity: &cfg.identity,
+            managed,
+            extra: &[],
+            trusted_peer: false,
+            keep_authorization: false,
+        },
+    );
+}
+
 fn connection_options(h: &HeaderMap) -> Vec<String> {
     h.get_all("connection")
         .iter()
@@ -1464,16 +1483,7 @@ proptest! {
         let _ = headers::check_request(&parts, &allowed);
         let (cfg, managed) = identity_config(fwd);
         let mut h = parts.headers.clone();
-        headers::strip_inbound(
-            &mut h,
-            &headers::Inbound {
-                identity: &cfg.identity,
-                managed,
-                extra: &[],
-                trusted_peer: false,
-                keep_authorization: false,
-            },
-        );
+        strip_untrusted(&mut h, cfg, managed);
         headers::strip_response(&mut h);
     }
 
@@ -1490,16 +1500,7 @@ proptest! {
         let prefix = cfg.identity.header_prefix.clone().expect("prefix");
         let named = connection_options(&parts.headers);
         let mut h = parts.headers.clone();
-        headers::strip_inbound(
-            &mut h,
-            &headers::Inbound {
-                identity: &cfg.identity,
-                managed,
-                extra: &[],
-                trusted_peer: false,
-                keep_authorization: false,
-            },
-        );
+        strip_untrusted(&mut h, cfg, managed);
         for name in h.keys() {
             let norm = normalize_header_name(name.as_str());
             prop_assert!(!managed.contains(&norm), "{name} kept");
@@ -1568,16 +1569,7 @@ proptest! {
     ) {
         let (cfg, managed) = identity_config(fwd);
         let mut h = parts.headers.clone();
-        headers::strip_inbound(
-            &mut h,
-            &headers::Inbound {
-                identity: &cfg.identity,
-                managed,
-                extra: &[],
-                trusted_peer: false,
-                keep_authorization: false,
-            },
-        );
+        strip_untrusted(&mut h, cfg, managed);
         for name in h.keys() {
             let norm = normalize_header_name(name.as_str());
             prop_assert!(!is_hop_by_hop(&norm), "{name} kept");
@@ -1613,16 +1605,7 @@ proptest! {
     ) {
         let (cfg, managed) = identity_config(fwd);
         let mut h = parts.headers.clone();
-        headers::strip_inbound(
-            &mut h,
-            &headers::Inbound {
-                identity: &cfg.identity,
-                managed,
-                extra: &[],
-                trusted_peer: false,
-                keep_authorization: false,
-            },
-        );
+        strip_untrusted(&mut h, cfg, managed);
         for name in h.keys() {
             let norm = normalize_header_name(name.as_str());
             prop_assert!(

@@ -91,17 +91,12 @@ async fn a_config_file_written_in_two_steps_is_never_loaded_half_written() {
 
 #[tokio::test]
 async fn a_reload_to_an_unreachable_jwks_url_keeps_verifying_with_the_old_keys() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1", "k2"])),
-        FAST_JWKS,
-        "",
-        true,
-    )
-    .await;
+    let env = Env::configured(FAST_JWKS, "").await;
     let token = mint(&access_claims());
     assert_eq!(env.get("/api/x", Some(&token)).await.status(), 200);
     // Same pool, its JWKS URL now points nowhere, and a route is added.
-    let dead = format!("http://127.0.0.1:{}/jwks", free_port());
+    let refusing = Refusing::new();
+    let dead = format!("http://{}/jwks", refusing.addr);
     let text = config_text(
         &dead,
         env.upstream.addr,
@@ -121,25 +116,15 @@ async fn a_reload_to_an_unreachable_jwks_url_keeps_verifying_with_the_old_keys()
         200,
         "tokens still verify with the previous keys"
     );
-    let ready = env
-        .client
-        .get(env.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let ready = env.admin_get("/readyz").await;
     assert_eq!(ready.status(), 200, "readiness holds");
 }
 
 #[tokio::test]
 async fn a_reload_adding_a_pool_whose_keys_cannot_load_is_refused_whole() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1", "k2"])),
-        FAST_JWKS,
-        "",
-        true,
-    )
-    .await;
-    let dead = format!("http://127.0.0.1:{}/jwks", free_port());
+    let env = Env::configured(FAST_JWKS, "").await;
+    let refusing = Refusing::new();
+    let dead = format!("http://{}/jwks", refusing.addr);
     let text = format!(
         "{}\n[[pools]]\nname = \"other\"\nid = \"eu-west-1_Other1\"\nclient_ids = [\"C9\"]\ntoken_use = [\"access\"]\njwks_url = \"{dead}\"\n",
         config_text(

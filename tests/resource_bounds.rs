@@ -16,13 +16,7 @@ const BROWSER_ROUTE: &str = "[[routes]]\npath = \"/browser/\"\ntoken_query_param
 
 #[tokio::test]
 async fn a_credential_repeated_in_one_source_is_an_invalid_request() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1", "k2"])),
-        "",
-        BROWSER_ROUTE,
-        true,
-    )
-    .await;
+    let env = Env::configured("", BROWSER_ROUTE).await;
     let a = mint(&access_claims());
     let b = mint(&with(
         access_claims(),
@@ -89,13 +83,7 @@ async fn a_credential_repeated_in_one_source_is_an_invalid_request() {
 
 #[tokio::test]
 async fn a_query_token_is_removed_before_forwarding_whatever_the_name_encoding() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1", "k2"])),
-        "",
-        BROWSER_ROUTE,
-        true,
-    )
-    .await;
+    let env = Env::configured("", BROWSER_ROUTE).await;
     let a = mint(&access_claims());
     let r = env
         .get(&format!("/browser/x?q=1&access%5Ftoken={a}"), None)
@@ -125,11 +113,9 @@ fn paced_body(chunks: usize, gap: std::time::Duration, stall: bool) -> reqwest::
 
 #[tokio::test]
 async fn an_upload_longer_than_the_upstream_timeout_is_not_cut_while_it_progresses() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1", "k2"])),
+    let env = Env::configured(
         "[limits]\nupstream_timeout_seconds = 1\nrequest_body_timeout_seconds = 2\n",
         "",
-        true,
     )
     .await;
     // 2.5 s of upload against a 1 s upstream timeout.
@@ -148,11 +134,9 @@ async fn an_upload_longer_than_the_upstream_timeout_is_not_cut_while_it_progress
 
 #[tokio::test]
 async fn a_stalled_upload_gets_408_and_is_counted() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1", "k2"])),
+    let env = Env::configured(
         "[limits]\nupstream_timeout_seconds = 60\nrequest_body_timeout_seconds = 1\n",
         "",
-        true,
     )
     .await;
     let r = env

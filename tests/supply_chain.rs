@@ -8,6 +8,8 @@
     reason = "tests fail loudly"
 )]
 
+mod support;
+
 fn locked() -> Vec<(String, Vec<u64>)> {
     let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock")).unwrap();
     let mut out = Vec::new();

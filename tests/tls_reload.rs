@@ -18,12 +18,11 @@ const ERROR: &str = r#"cognito_sidecar_tls_reloads_total{result="error"}"#;
 /// A sidecar serving a certificate of `server`, requiring client certificates from the
 /// bundle at the returned path (holding `clients`), checked every second.
 async fn start_mtls(dir: &std::path::Path, server: &Ca, clients: &Ca) -> (Env, String) {
-    let (cert, key) = server.server_cert();
     let ca_path = write(dir, "clients.pem", &clients.pem());
-    let tls = format!(
-        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{ca_path}\"\nreload_interval_seconds = 1\n",
-        write(dir, "tls.crt", &cert),
-        write(dir, "tls.key", &key),
+    let (tls, _, _) = tls_table(
+        dir,
+        server,
+        &format!("client_ca_file = \"{ca_path}\"\nreload_interval_seconds = 1\n"),
     );
     (start_tls_env("", &tls).await, ca_path)
 }

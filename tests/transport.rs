@@ -33,12 +33,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 async fn tls_is_terminated_for_http1_and_h2_with_alpn() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("test ca");
-    let (cert, key) = ca.server_cert();
-    let tls = format!(
-        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-        write(dir.path(), "tls.crt", &cert),
-        write(dir.path(), "tls.key", &key)
-    );
+    let (tls, _, _) = tls_table(dir.path(), &ca, "");
     let env = start_tls_env("", &tls).await;
     let token = mint(&access_claims());
     for http2 in [false, true] {
@@ -72,12 +67,8 @@ async fn a_rotated_certificate_is_served_without_restart_and_old_connections_con
     let dir = tempfile::tempdir().unwrap();
     let old_ca = Ca::new("old ca");
     let new_ca = Ca::new("new ca");
-    let (cert, key) = old_ca.server_cert();
-    let cert_path = write(dir.path(), "tls.crt", &cert);
-    let key_path = write(dir.path(), "tls.key", &key);
-    let tls = format!(
-        "[tls]\ncert_file = \"{cert_path}\"\nkey_file = \"{key_path}\"\nreload_interval_seconds = 1\n"
-    );
+    let (tls, cert_path, key_path) =
+        tls_table(dir.path(), &old_ca, "reload_interval_seconds = 1\n");
     let env = start_tls_env("", &tls).await;
     let old_client = tls_client(&old_ca.pem(), None, false);
     let new_client = tls_client(&new_ca.pem(), None, false);
@@ -156,13 +147,11 @@ async fn mutual_tls_requires_a_client_certificate_from_the_configured_ca() {
     let ca = Ca::new("server ca");
     let client_ca = Ca::new("client ca");
     let rogue_ca = Ca::new("rogue ca");
-    let (cert, key) = ca.server_cert();
-    let tls = format!(
-        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\n",
-        write(dir.path(), "tls.crt", &cert),
-        write(dir.path(), "tls.key", &key),
+    let client_ca_line = format!(
+        "client_ca_file = \"{}\"\n",
         write(dir.path(), "clients.pem", &client_ca.pem())
     );
+    let (tls, _, _) = tls_table(dir.path(), &ca, &client_ca_line);
     let env = start_tls_env("", &tls).await;
     let anonymous = tls_client(&ca.pem(), None, false);
     assert!(
@@ -401,9 +390,7 @@ async fn start_grpc_upstream(seen: Arc<Mutex<Vec<http::HeaderMap>>>) -> std::net
 async fn grpc_calls_pass_with_trailers_and_rejections_carry_grpc_status() {
     let seen: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
     let grpc_addr = start_grpc_upstream(Arc::clone(&seen)).await;
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let text = config_text(&jwks.url(), grpc_addr, "upstream_protocol = \"http2\"", "");
-    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let env = Env::behind(grpc_addr, "upstream_protocol = \"http2\"", "").await;
     let channel = tonic::transport::Channel::from_shared(env.url(""))
         .unwrap()
         .connect()
@@ -543,9 +530,7 @@ const WS_ROUTES: &str = "[[routes]]\npath = \"/ws/\"\nwebsocket = true\n[[routes
 async fn authenticated_websockets_are_bridged_both_ways_until_close() {
     let seen: Arc<Mutex<Vec<(String, http::HeaderMap)>>> = Arc::default();
     let ws_addr = start_ws_upstream(Arc::clone(&seen)).await;
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let text = config_text(&jwks.url(), ws_addr, "", WS_ROUTES);
-    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let env = Env::behind(ws_addr, "", WS_ROUTES).await;
     let mut ws = ws_connect(
         env.sidecar.proxy_addr,
         "/ws/chat",
@@ -667,9 +652,7 @@ async fn a_reload_that_refuses_the_token_ends_its_bridged_websocket() {
 async fn websocket_upgrades_never_switch_without_a_valid_token_or_an_enabled_route() {
     let seen: Arc<Mutex<Vec<(String, http::HeaderMap)>>> = Arc::default();
     let ws_addr = start_ws_upstream(Arc::clone(&seen)).await;
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let text = config_text(&jwks.url(), ws_addr, "", WS_ROUTES);
-    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let env = Env::behind(ws_addr, "", WS_ROUTES).await;
     let err = ws_connect(env.sidecar.proxy_addr, "/ws/chat", None)
         .await
         .unwrap_err();
@@ -724,9 +707,7 @@ async fn websocket_upgrades_never_switch_without_a_valid_token_or_an_enabled_rou
 async fn browser_websockets_may_carry_the_token_in_an_opted_in_query_or_cookie() {
     let seen: Arc<Mutex<Vec<(String, http::HeaderMap)>>> = Arc::default();
     let ws_addr = start_ws_upstream(Arc::clone(&seen)).await;
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let text = config_text(&jwks.url(), ws_addr, "", WS_ROUTES);
-    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let env = Env::behind(ws_addr, "", WS_ROUTES).await;
     let token = mint(&access_claims());
     let mut ws = ws_connect(
         env.sidecar.proxy_addr,
@@ -767,13 +748,7 @@ async fn browser_websockets_may_carry_the_token_in_an_opted_in_query_or_cookie()
 
 #[tokio::test]
 async fn request_bodies_over_the_limit_get_413_and_never_reach_the_backend_whole() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
-        "",
-        "[limits]\nmax_request_body_bytes = 1024\n",
-        true,
-    )
-    .await;
+    let env = Env::configured("", "[limits]\nmax_request_body_bytes = 1024\n").await;
     let token = mint(&access_claims());
     let r = env
         .client
@@ -819,13 +794,7 @@ async fn request_bodies_over_the_limit_get_413_and_never_reach_the_backend_whole
 
 #[tokio::test]
 async fn a_client_trickling_header_bytes_is_cut_off() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
-        "",
-        "[limits]\nheader_read_timeout_seconds = 1\n",
-        true,
-    )
-    .await;
+    let env = Env::configured("", "[limits]\nheader_read_timeout_seconds = 1\n").await;
     let mut s = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
     s.write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\nX-Slow: ")
         .await
@@ -854,18 +823,8 @@ async fn a_client_trickling_header_bytes_is_cut_off() {
 
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
-        "",
-        "[limits]\nidle_timeout_seconds = 1\n",
-        true,
-    )
-    .await;
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .no_proxy()
-        .build()
-        .unwrap();
+    let env = Env::configured("", "[limits]\nidle_timeout_seconds = 1\n").await;
+    let client = h2_client();
     assert_eq!(
         client
             .get(env.url("/public/x"))
@@ -898,23 +857,11 @@ async fn idle_keep_alive_connections_are_closed() {
 
 #[tokio::test]
 async fn the_connection_cap_applies_back_pressure_instead_of_failing() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
-        "",
-        "[limits]\nmax_connections = 2\n",
-        true,
-    )
-    .await;
+    let env = Env::configured("", "[limits]\nmax_connections = 2\n").await;
     let a = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
     let b = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
     // Wait until both are being served (the gauge counts accepted connections).
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while metric(&env.metrics().await, "cognito_sidecar_open_connections") < 2.0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
+    wait_metric(&env, "cognito_sidecar_open_connections", 2.0).await;
     let third = tokio::spawn({
         let addr = env.sidecar.proxy_addr;
         async move {
@@ -941,18 +888,8 @@ async fn the_connection_cap_applies_back_pressure_instead_of_failing() {
 
 #[tokio::test]
 async fn h2_connections_are_served_with_explicit_stream_limits() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
-        "",
-        "[limits]\nh2_max_concurrent_streams = 4\n",
-        true,
-    )
-    .await;
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .no_proxy()
-        .build()
-        .unwrap();
+    let env = Env::configured("", "[limits]\nh2_max_concurrent_streams = 4\n").await;
+    let client = h2_client();
     let token = mint(&access_claims());
     let calls = (0..16).map(|i| {
         client
@@ -982,9 +919,7 @@ async fn h2_connections_are_served_with_explicit_stream_limits() {
 async fn upstream_http2_response_bodies_stream_back() {
     let seen: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
     let grpc_addr = start_grpc_upstream(Arc::clone(&seen)).await;
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let text = config_text(&jwks.url(), grpc_addr, "upstream_protocol = \"http2\"", "");
-    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let env = Env::behind(grpc_addr, "upstream_protocol = \"http2\"", "").await;
     let r = env
         .client
         .post(env.url("/public/Stream"))
@@ -1006,56 +941,19 @@ async fn upstream_http2_response_bodies_stream_back() {
 async fn sigterm_fails_readiness_keeps_serving_through_pre_stop_then_drains_and_exits_zero() {
     let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
     let upstream = Upstream::start_with(Duration::from_millis(300)).await;
-    let (port, admin) = (free_port(), free_port());
     let text = config_text(
         &jwks.url(),
         upstream.addr,
         "",
         "[shutdown]\npre_stop_delay_seconds = 2\ndrain_timeout_seconds = 10\n",
-    )
-    .replace(
-        "\nlisten = \"127.0.0.1:0\"",
-        &format!("\nlisten = \"127.0.0.1:{port}\""),
-    )
-    .replace(
-        "admin_listen = \"127.0.0.1:0\"",
-        &format!("admin_listen = \"127.0.0.1:{admin}\""),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.toml");
-    std::fs::write(&file, text).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cognito-sidecar"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("COGNITO_SIDECAR_") {
-            cmd.env_remove(k);
-        }
-    }
-    let child = cmd
-        .arg("--config")
-        .arg(&file)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
+    let mut bin = Binary::start(&text).await;
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let readyz = format!("http://127.0.0.1:{admin}/readyz");
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            if let Ok(r) = client.get(&readyz).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("sidecar never became ready");
+    let readyz = bin.admin_url("/readyz");
 
     // Four clients send requests back to back, each on a fresh connection.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1063,7 +961,7 @@ async fn sigterm_fails_readiness_keeps_serving_through_pre_stop_then_drains_and_
     let mut loops = Vec::new();
     for _ in 0..4 {
         let (client, stop, token) = (client.clone(), Arc::clone(&stop), token.clone());
-        let url = format!("http://127.0.0.1:{port}/api/x");
+        let url = bin.url("/api/x");
         loops.push(tokio::spawn(async move {
             let (mut ok, mut refused, mut failed) = (0, 0, Vec::new());
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -1086,11 +984,7 @@ async fn sigterm_fails_readiness_keeps_serving_through_pre_stop_then_drains_and_
         }));
     }
     upstream.wait_count(4).await;
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    bin.proc.signal("-TERM");
     // Readiness fails as soon as the signal is handled, while traffic is still being
     // served (pre-stop delay).
     let body = tokio::time::timeout(Duration::from_secs(2), async {
@@ -1106,16 +1000,9 @@ async fn sigterm_fails_readiness_keeps_serving_through_pre_stop_then_drains_and_
     .expect("readiness did not fail during the pre-stop delay");
     assert!(body.contains("draining"), "{body}");
     let served_before = upstream.count();
-    let exit = tokio::task::spawn_blocking(move || {
-        let status = child.0.wait();
-        (child, status)
-    });
-    let (_child, status) = tokio::time::timeout(Duration::from_secs(20), exit)
-        .await
-        .unwrap()
-        .unwrap();
+    let status = bin.wait_exit().await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(status.unwrap().code(), Some(0), "exit code after drain");
+    assert_eq!(status.code(), Some(0), "exit code after drain");
     let mut total_ok = 0;
     for l in loops {
         let (ok, _refused, failed) = l.await.unwrap();
@@ -1134,18 +1021,12 @@ async fn sigterm_fails_readiness_keeps_serving_through_pre_stop_then_drains_and_
 
 #[tokio::test]
 async fn h2_clients_get_local_answers_that_would_close_an_h1_connection() {
-    let env = Env::start_custom(
-        JwksAnswer::Json(jwks_of(&["k1"])),
+    let env = Env::configured(
         "allowed_hosts = [\"127.0.0.1\"]",
         "[limits]\nmax_request_body_bytes = 10\n",
-        true,
     )
     .await;
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .no_proxy()
-        .build()
-        .unwrap();
+    let client = h2_client();
     let r = client.get(env.url("/public/x")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let r = client
@@ -1181,14 +1062,12 @@ async fn an_upstream_that_never_completes_the_connect_gets_502_after_the_connect
             fillers.push(s);
         }
     }
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let text = config_text(
-        &jwks.url(),
+    let env = Env::behind(
         addr,
         "",
         "[limits]\nupstream_connect_timeout_ms = 300\nupstream_timeout_seconds = 30\n",
-    );
-    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    )
+    .await;
     let started = std::time::Instant::now();
     let r = env.get("/public/x", None).await;
     assert_eq!(r.status(), 502);
@@ -1210,10 +1089,8 @@ async fn an_upstream_that_never_completes_the_connect_gets_502_after_the_connect
 #[tokio::test]
 async fn bridged_websockets_count_against_max_connections_and_in_the_connection_gauge() {
     let ws_addr = start_ws_upstream(Arc::default()).await;
-    let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
     let tables = format!("{WS_ROUTES}[limits]\nmax_connections = 2\n");
-    let text = config_text(&jwks.url(), ws_addr, "", &tables);
-    let env = Env::start_with_config(jwks, Upstream::start().await, &text, true).await;
+    let env = Env::behind(ws_addr, "", &tables).await;
     let addr = env.sidecar.proxy_addr;
     let token = mint(&access_claims());
     let mut a = ws_connect(addr, "/ws/a", Some(&token)).await.unwrap();
