@@ -171,7 +171,7 @@ pub(crate) fn answer(denial: &Denial) -> Answer {
     }
 }
 
-/// A [`Denial`] as a response: [`answer`]'s status, challenge and body (RFC 6750), with
+/// A [`Denial`] as a response: the answer table's status, challenge and body (RFC 6750), with
 /// the route's scopes or the expiry explained in the challenge where it helps. Bodies
 /// are fixed strings: never a token, claim, kid, issuer or library message.
 #[must_use]
