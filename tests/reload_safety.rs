@@ -152,3 +152,35 @@ async fn a_reload_adding_a_pool_whose_keys_cannot_load_is_refused_whole() {
     let admin = mint(&with(access_claims(), "cognito:groups", json!(["admins"])));
     assert_eq!(env.get("/admin/x", Some(&admin)).await.status(), 200);
 }
+
+#[tokio::test]
+async fn after_a_reload_that_replaces_the_key_store_the_running_handle_follows_it() {
+    let mut env = Env::configured(FAST_JWKS, "").await;
+    let before = env.sidecar.jwks();
+    // A changed [jwks] section rebuilds the key store (same pool, same JWKS URL).
+    let text = config_text(
+        &env.jwks.url(),
+        env.upstream.addr,
+        "[jwks]\nfetch_timeout_ms = 600\n",
+        "",
+    );
+    let report = env
+        .sidecar
+        .live
+        .reload(Config::from_toml(&text).unwrap())
+        .await
+        .expect("the reload applies");
+    assert!(report.keys_rebuilt, "the key store was rebuilt");
+    let after = env.sidecar.jwks();
+    assert!(
+        !std::sync::Arc::ptr_eq(&before, &after),
+        "the handle names the store in force, not the first one"
+    );
+    // Readiness is that of the store in force: it resolves once the new one has keys.
+    tokio::time::timeout(Duration::from_secs(10), env.sidecar.ready())
+        .await
+        .expect("ready follows the new key store");
+    assert!(*after.ready().borrow(), "the new store has its keys");
+    let token = mint(&access_claims());
+    assert_eq!(env.get("/api/x", Some(&token)).await.status(), 200);
+}
