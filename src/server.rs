@@ -225,9 +225,13 @@ where
         // Each request sees the configuration in force when it arrives. The guard
         // lives until the response body is done, dropped or abandoned.
         let shared = live.load();
-        let permit = permits.try_take();
-        let admitted = permit.is_some();
-        let guard = InFlight::enter(&svc_watch, shared.metrics.in_flight.clone(), permit);
+        let permit = permits.try_take(
+            per_ip_key(&shared.config, info.peer),
+            shared.config.limits.max_in_flight_requests_per_ip,
+        );
+        let refused = permit.as_ref().err().copied();
+        let admitted = refused.is_none();
+        let guard = InFlight::enter(&svc_watch, shared.metrics.in_flight.clone(), permit.ok());
         if admitted && req.headers().contains_key(http::header::UPGRADE) {
             let held: Arc<dyn Send + Sync> = Arc::clone(&hold) as _;
             req.extensions_mut().insert(KeepAlive::new(held));
@@ -240,7 +244,8 @@ where
                     Err(never) => match never {},
                 }
             } else {
-                proxy::overloaded(&req, &shared)
+                let reason = refused.map_or("in_flight_limit", inflight::Refused::reason);
+                proxy::overloaded(&req, &shared, reason)
             };
             Ok::<_, Infallible>(response.map(|body| GuardedBody::new(body, guard, &streams)))
         }
@@ -307,6 +312,14 @@ where
             () = tokio::time::sleep_until(wake) => {}
         }
     }
+}
+
+/// The address a peer's requests count against for the per-address caps: `None` for
+/// unix-socket peers and peers in `trusted_proxies` (a load balancer carries many
+/// clients), which are exempt.
+fn per_ip_key(cfg: &crate::config::Config, peer: Option<SocketAddr>) -> Option<std::net::IpAddr> {
+    let ip = peer?.ip().to_canonical();
+    (!cfg.trusted_proxies.iter().any(|n| n.contains(&ip))).then_some(ip)
 }
 
 /// A connection from an address already at `limits.max_connections_per_ip`.

@@ -416,7 +416,13 @@ async fn the_connection_over_the_per_ip_cap_is_closed_at_once_while_other_addres
 #[tokio::test]
 async fn requests_in_flight_returns_to_zero_when_clients_disconnect_mid_request() {
     let upstream = Upstream::start_with(Duration::from_secs(60)).await;
-    let env = Env::with_upstream(upstream, "", "").await;
+    // One test client opens all the requests: no per-address share.
+    let env = Env::with_upstream(
+        upstream,
+        "",
+        "[limits]\nmax_in_flight_requests_per_ip = 0\n",
+    )
+    .await;
     let mut clients = Vec::new();
     for i in 0..40 {
         let mut s = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
@@ -616,7 +622,14 @@ async fn zero_window_streams_stall_alone_with_memory_bounded_and_others_served()
     const SIZE: usize = 1024 * 1024;
     let (big, count, arrived) = big_upstream(SIZE).await;
     let jwks = JwksServer::start(JwksAnswer::Json(jwks_of(&["k1"]))).await;
-    let sidecar = Binary::start(&config_text(&jwks.url(), big, "", "")).await;
+    // One test client opens all the streams: no per-address share.
+    let sidecar = Binary::start(&config_text(
+        &jwks.url(),
+        big,
+        "",
+        "[limits]\nmax_in_flight_requests_per_ip = 0\n",
+    ))
+    .await;
     let client = plain_client();
     served(&client, &sidecar.url("/public/warm")).await;
     let before = sidecar.rss_kib();
@@ -719,4 +732,46 @@ async fn stalled_streams_fill_the_in_flight_cap_then_get_503_and_the_send_timeou
     assert_eq!(body.len(), 1024 * 1024, "a second client is served in full");
     drop(w);
     reader.abort();
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_in_flight_slot_and_other_addresses_are_served() {
+    let (big, count, arrived) = big_upstream(1024 * 1024).await;
+    let limits = "[limits]\nmax_in_flight_requests = 50\nmax_in_flight_requests_per_ip = 5\n";
+    let env = Env::behind(big, "", limits).await;
+    // An attacker on 127.0.0.2 stalls streams on a zero window.
+    let (mut r, mut w) = h2_connect_from(
+        [127, 0, 0, 2].into(),
+        env.sidecar.proxy_addr,
+        &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)],
+    )
+    .await;
+    for i in 0..5 {
+        w.write_all(&get(1 + 2 * i, "/public/big")).await.unwrap();
+    }
+    wait_count(&count, &arrived, 5).await;
+    // Its sixth is refused at once: its share is used up.
+    w.write_all(&get(11, "/public/big")).await.unwrap();
+    let head = response_head(&mut r, 11).await;
+    assert!(head.is_some_and(|b| b != 0x88), "over its share: {head:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 5, "no upstream call for it");
+    // Another address is served in full meanwhile.
+    let body = env
+        .client
+        .get(env.url("/public/other"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.len(), 1024 * 1024);
+    let m = env.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "cognito_sidecar_requests_total{outcome=\"overloaded\",status_class=\"5xx\"}"
+        ) >= 1.0
+    );
+    drop(w);
 }

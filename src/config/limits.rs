@@ -47,6 +47,10 @@ pub struct Limits {
     /// Most concurrent connections from one client address (IPv6: one /64); more are
     /// closed at once. `None` = no cap. Peers in `trusted_proxies` are exempt.
     pub max_connections_per_ip: Option<usize>,
+    /// Most requests in flight from one client address (IPv6: one /64), so one address
+    /// cannot take every `max_in_flight_requests` slot; more get 503 at once. `None` =
+    /// no cap. Peers in `trusted_proxies` are exempt.
+    pub max_in_flight_requests_per_ip: Option<usize>,
     /// Idle client connections (no request progressing, i.e. none waiting on the
     /// upstream; no request bytes arriving; HTTP/2 control frames do not count) are
     /// closed after this.
@@ -88,6 +92,8 @@ impl Limits {
     pub const DEFAULT_UPSTREAM_MAX_IDLE_CONNECTIONS: usize = 128;
     /// `max_connections_per_ip` (at most 1000000; 0 turns the cap off).
     pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+    /// `max_in_flight_requests_per_ip` (at most 1000000; 0 turns the cap off).
+    pub const DEFAULT_MAX_IN_FLIGHT_REQUESTS_PER_IP: usize = 32;
     /// `idle_timeout_seconds`.
     pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 60;
     /// `h2_max_concurrent_streams`.
@@ -153,6 +159,18 @@ impl Validator {
                 1
             }
             n => n,
+        };
+        // A per-address cap: 0 turns it off, at most 1,000,000.
+        let per_ip = |v: &mut Self, key: &str, val: usize| match val {
+            0 => None,
+            n if n > 1_000_000 => {
+                v.problem(
+                    &format!("limits.{key}"),
+                    "must be at most 1000000 (0 turns the cap off)",
+                );
+                None
+            }
+            n => Some(n),
         };
         let max_token_bytes = raw.max_token_bytes.unwrap_or(D::DEFAULT_MAX_TOKEN_BYTES);
         if !(1024..=1024 * 1024).contains(&max_token_bytes) {
@@ -222,20 +240,18 @@ impl Validator {
                 "max_connections",
                 raw.max_connections.unwrap_or(D::DEFAULT_MAX_CONNECTIONS),
             ),
-            max_connections_per_ip: match raw
-                .max_connections_per_ip
-                .unwrap_or(D::DEFAULT_MAX_CONNECTIONS_PER_IP)
-            {
-                0 => None,
-                n if n > 1_000_000 => {
-                    self.problem(
-                        "limits.max_connections_per_ip",
-                        "must be at most 1000000 (0 turns the cap off)",
-                    );
-                    None
-                }
-                n => Some(n),
-            },
+            max_connections_per_ip: per_ip(
+                self,
+                "max_connections_per_ip",
+                raw.max_connections_per_ip
+                    .unwrap_or(D::DEFAULT_MAX_CONNECTIONS_PER_IP),
+            ),
+            max_in_flight_requests_per_ip: per_ip(
+                self,
+                "max_in_flight_requests_per_ip",
+                raw.max_in_flight_requests_per_ip
+                    .unwrap_or(D::DEFAULT_MAX_IN_FLIGHT_REQUESTS_PER_IP),
+            ),
             idle_timeout: Duration::from_secs(positive(
                 self,
                 "idle_timeout_seconds",

@@ -112,6 +112,7 @@ pub(super) struct RawLimits {
     pub(super) max_request_body_bytes: Option<u64>,
     pub(super) max_connections: Option<usize>,
     pub(super) max_connections_per_ip: Option<usize>,
+    pub(super) max_in_flight_requests_per_ip: Option<usize>,
     pub(super) idle_timeout_seconds: Option<u64>,
     pub(super) h2_max_concurrent_streams: Option<u32>,
     pub(super) websocket_idle_timeout_seconds: Option<u64>,

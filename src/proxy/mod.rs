@@ -151,13 +151,18 @@ pub async fn handle(
     Ok(response)
 }
 
-/// The answer to a request over `limits.max_in_flight_requests`: 503 with
+/// The answer to a request over `limits.max_in_flight_requests` (or its address's
+/// share, `reason` says which): 503 with
 /// `Retry-After: 1` (gRPC: UNAVAILABLE, which clients retry), before any work on the
 /// request; logged and counted with outcome `overloaded`. The body is empty so the
 /// answer ends with its head: an HTTP/2 stream is closed at once even when the
 /// client's flow-control window is zero, and holds nothing.
 #[must_use]
-pub fn overloaded<B>(req: &Request<B>, shared: &Shared) -> Response<ProxyBody> {
+pub fn overloaded<B>(
+    req: &Request<B>,
+    shared: &Shared,
+    reason: &'static str,
+) -> Response<ProxyBody> {
     let started = Instant::now();
     let mut response = simple(StatusCode::SERVICE_UNAVAILABLE, "");
     let h = response.headers_mut();
@@ -166,7 +171,7 @@ pub fn overloaded<B>(req: &Request<B>, shared: &Shared) -> Response<ProxyBody> {
     if is_grpc_head(req.headers()) {
         add_grpc_status(&mut response);
     }
-    let outcome = Outcome::refused("overloaded", "in_flight_limit", 0.0);
+    let outcome = Outcome::refused("overloaded", reason, 0.0);
     let id = request_id(&Request::new(()).into_parts().0, false);
     logging(
         shared,

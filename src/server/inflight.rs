@@ -2,9 +2,10 @@
 //! response body has ended, failed or been dropped:
 //!
 //! - [`Permits`]: the global cap (`limits.max_in_flight_requests`) on requests and
-//!   HTTP/2 streams in flight across every connection. A request over it is answered
-//!   503 at once, before any work, so stalled clients cannot pile up upstream
-//!   connections and buffers without bound.
+//!   HTTP/2 streams in flight across every connection, and the share one client
+//!   address may hold (`limits.max_in_flight_requests_per_ip`). A request over either
+//!   is answered 503 at once, before any work, so stalled clients cannot pile up
+//!   upstream connections and buffers without bound, nor one address starve others.
 //! - [`InFlight`]: counts one request on its connection's [`ConnWatch`] and in the
 //!   `requests_in_flight` gauge, and holds its permit, until dropped (a client that
 //!   disconnects mid-request cannot leak the count).
@@ -25,24 +26,73 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use prometheus::IntGauge;
+use std::net::IpAddr;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::conn::ConnWatch;
+use super::per_ip::{PerIp, Slot as AddressSlot};
 use crate::proxy::ProxyBody;
 
-/// The global cap on requests in flight.
+/// The caps on requests in flight: global, and per client address.
 #[derive(Debug, Clone)]
-pub(crate) struct Permits(Arc<Semaphore>);
+pub(crate) struct Permits {
+    global: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+}
+
+/// A request's place under the caps; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    _global: OwnedSemaphorePermit,
+    _per_ip: Option<AddressSlot>,
+}
+
+/// Which cap refused a request (its metric reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// `limits.max_in_flight_requests`.
+    Global,
+    /// `limits.max_in_flight_requests_per_ip`.
+    PerIp,
+}
+
+impl Refused {
+    /// The reason logged and counted.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::Global => "in_flight_limit",
+            Self::PerIp => "per_ip_in_flight_limit",
+        }
+    }
+}
 
 impl Permits {
     pub(crate) fn new(max: usize) -> Self {
-        Self(Arc::new(Semaphore::new(max)))
+        Self {
+            global: Arc::new(Semaphore::new(max)),
+            per_ip: Arc::new(PerIp::default()),
+        }
     }
 
-    /// A slot for one more request, or `None` at the cap.
-    pub(crate) fn try_take(&self) -> Option<OwnedSemaphorePermit> {
-        Arc::clone(&self.0).try_acquire_owned().ok()
+    /// A place for one more request from `ip` (`None`: exempt from the per-address
+    /// cap), at most `per_ip_cap` from one address.
+    pub(crate) fn try_take(
+        &self,
+        ip: Option<IpAddr>,
+        per_ip_cap: Option<usize>,
+    ) -> Result<Permit, Refused> {
+        let global = Arc::clone(&self.global)
+            .try_acquire_owned()
+            .map_err(|_| Refused::Global)?;
+        let per_ip = match (ip, per_ip_cap) {
+            (Some(ip), Some(cap)) => Some(self.per_ip.try_enter(ip, cap).ok_or(Refused::PerIp)?),
+            _ => None,
+        };
+        Ok(Permit {
+            _global: global,
+            _per_ip: per_ip,
+        })
     }
 }
 
@@ -51,16 +101,12 @@ pub(crate) struct InFlight {
     watch: Arc<ConnWatch>,
     gauge: IntGauge,
     waiting_on_client: bool,
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: Option<Permit>,
 }
 
 impl InFlight {
     /// Counts a request whose head has just arrived.
-    pub(crate) fn enter(
-        watch: &Arc<ConnWatch>,
-        gauge: IntGauge,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> Self {
+    pub(crate) fn enter(watch: &Arc<ConnWatch>, gauge: IntGauge, permit: Option<Permit>) -> Self {
         watch.request_entered();
         gauge.inc();
         Self {
@@ -330,7 +376,7 @@ mod tests {
         let permits = Permits::new(1);
         let w = ConnWatch::new(Instant::now());
         let streams = Streams::default();
-        let permit = permits.try_take();
+        let permit = permits.try_take(None, None).ok();
         assert!(permit.is_some());
         let body = GuardedBody::new(
             full(b"x"),
@@ -338,10 +384,16 @@ mod tests {
             &streams,
         );
         assert_eq!(gauge.get(), 1);
-        assert!(permits.try_take().is_none(), "the cap is reached");
+        assert!(
+            permits.try_take(None, None).ok().is_none(),
+            "the cap is reached"
+        );
         drop(body);
         assert_eq!((gauge.get(), w.in_flight()), (0, 0));
-        assert!(permits.try_take().is_some(), "the permit came back");
+        assert!(
+            permits.try_take(None, None).ok().is_some(),
+            "the permit came back"
+        );
     }
 
     #[test]
@@ -384,12 +436,12 @@ mod tests {
         let timeout = Duration::from_secs(30);
         let mut stalled = GuardedBody::new(
             full(b"never taken"),
-            InFlight::enter(&w, gauge.clone(), permits.try_take()),
+            InFlight::enter(&w, gauge.clone(), permits.try_take(None, None).ok()),
             &streams,
         );
         let mut waiting_upstream = GuardedBody::new(
             Silent.boxed(),
-            InFlight::enter(&w, gauge.clone(), permits.try_take()),
+            InFlight::enter(&w, gauge.clone(), permits.try_take(None, None).ok()),
             &streams,
         );
         assert!(poll(&mut waiting_upstream).is_pending());
@@ -405,7 +457,7 @@ mod tests {
         assert_eq!(streams.abandon_stalled(timeout, late), (1, None));
         // Its permit and count are back at once, before hyper looks at it again.
         assert_eq!((w.in_flight(), gauge.get()), (1, 1));
-        assert!(permits.try_take().is_some());
+        assert!(permits.try_take(None, None).ok().is_some());
         assert!(matches!(poll(&mut stalled), Poll::Ready(Some(Err(_)))));
         // The response waiting on its upstream (a long poll) is never abandoned.
         assert!(poll(&mut waiting_upstream).is_pending());

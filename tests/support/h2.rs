@@ -94,7 +94,19 @@ pub async fn h2_connect(
     addr: SocketAddr,
     values: &[(u16, u32)],
 ) -> (OwnedReadHalf, OwnedWriteHalf) {
-    let s = TcpStream::connect(addr).await.unwrap();
+    h2_connect_from([127, 0, 0, 1].into(), addr, values).await
+}
+
+/// [`h2_connect`] from another loopback source address (all of 127/8 is loopback on
+/// Linux), to act as a different client address.
+pub async fn h2_connect_from(
+    local: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    values: &[(u16, u32)],
+) -> (OwnedReadHalf, OwnedWriteHalf) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((local, 0))).unwrap();
+    let s: TcpStream = socket.connect(addr).await.unwrap();
     let (r, mut w) = s.into_split();
     w.write_all(PREFACE).await.unwrap();
     w.write_all(&settings(values)).await.unwrap();
