@@ -11,13 +11,14 @@
 //!    in, pure code takes it as a value), [`flag`], [`header_names`], [`path`] (PURE
 //!    canonicalisation and rule matching), [`metrics`], [`token`] (PURE strict JWS
 //!    parsing, RS256 check, typed claims), [`credential`] (the one query/cookie
-//!    credential parser).
+//!    credential parser), [`seal`] (sealed cookie values).
 //! 2. [`config`]: figment (TOML + `COGNITO_SIDECAR_*`) -> validated [`config::Config`].
 //! 3. [`jwks`]: key sets (PURE parse) and the per-pool refresher (I/O); [`issuer`], the
 //!    development issuer.
 //! 4. [`auth`]: PURE `authorize(parts, now, keys, policy) -> Decision`.
-//! 5. [`cache`] (the verified-token cache around the decision) and [`headers`] (PURE
-//!    header hygiene: strip, then inject identity and forwarding headers).
+//! 5. [`cache`] (the verified-token cache around the decision), [`headers`] (PURE
+//!    header hygiene: strip, then inject identity and forwarding headers) and
+//!    [`login`] (browser sign-in building blocks, not yet wired into routing).
 //! 6. [`proxy`]: the request handler phase by phase, the upstream client, uploads and
 //!    bridged WebSockets.
 //! 7. [`reload`] (configuration reload, in-process and testable) and [`diagnose`].

@@ -32,8 +32,6 @@ pub struct Live {
     /// Stops the refreshers of the key store in use.
     jwks_stop: Mutex<watch::Sender<bool>>,
     reloading: tokio::sync::Mutex<()>,
-    /// Counts installed configurations, so waiters can follow a swap.
-    installed: watch::Sender<u64>,
 }
 
 /// Why a reload was not applied (the previous configuration keeps serving).
@@ -93,7 +91,6 @@ impl Live {
             metrics,
             websockets,
             jwks_stop: Mutex::new(stop_tx),
-            installed: watch::Sender::new(0),
             reloading: tokio::sync::Mutex::new(()),
         }))
     }
@@ -106,8 +103,8 @@ impl Live {
 
     /// Changes each time a reload installs a configuration.
     #[must_use]
-    pub fn installed(&self) -> watch::Receiver<u64> {
-        self.installed.subscribe()
+    pub fn installed(&self) -> watch::Receiver<std::sync::Weak<Shared>> {
+        self.websockets.installed()
     }
 
     /// Bridged WebSocket sessions, across reloads.
@@ -217,7 +214,6 @@ impl Live {
         .map_err(StartError::from)?;
         let shared = Arc::new(shared);
         self.current.store(Arc::clone(&shared));
-        self.installed.send_modify(|n| *n += 1);
         // Bridged WebSockets re-check their admission under the new rules.
         self.websockets.config_changed(&shared);
         if let Some(tx) = stop

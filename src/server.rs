@@ -26,6 +26,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Limits, ListenAddr};
+use crate::flag::until_true;
 use crate::proxy::websocket::KeepAlive;
 use crate::proxy::{self, ConnInfo};
 use crate::reload::Live;
@@ -332,18 +333,13 @@ fn admit(
     live: &Live,
     peer: Option<SocketAddr>,
 ) -> Result<Option<Slot>, OverCap> {
-    let Some(peer) = peer else {
-        return Ok(None);
-    };
     let shared = live.load();
-    let cfg = &shared.config;
-    let Some(cap) = cfg.limits.max_connections_per_ip else {
+    let (Some(ip), Some(cap)) = (
+        per_ip_key(&shared.config, peer),
+        shared.config.limits.max_connections_per_ip,
+    ) else {
         return Ok(None);
     };
-    let ip = peer.ip().to_canonical();
-    if cfg.trusted_proxies.iter().any(|n| n.contains(&ip)) {
-        return Ok(None);
-    }
     per_ip.try_enter(ip, cap).map(Some).ok_or(OverCap)
 }
 
@@ -491,5 +487,3 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
-
-pub use crate::flag::until_true;

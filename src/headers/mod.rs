@@ -94,7 +94,6 @@ const PROTECTED: [&str; 4] = [
 ];
 
 use crate::header_names::HOP_BY_HOP;
-pub use crate::header_names::is_hop_by_hop_or_framing;
 
 fn connection_options(headers: &HeaderMap) -> Vec<String> {
     headers

@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::clock::Instant;
+use crate::clock::{Instant, unix_now};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{Notify, watch};
@@ -63,8 +63,6 @@ pub struct Jwks {
     /// Flips to true once every pool has loaded keys at least once.
     ready: watch::Sender<bool>,
 }
-
-pub use crate::clock::unix_now;
 
 impl Jwks {
     /// Creates the key store for these pools (nothing fetched yet).

@@ -24,8 +24,6 @@ pub(super) struct Outcome {
 /// peer, or `trust_client_request_id`) and it is short and plain (`[A-Za-z0-9._:-]`, at
 /// most 128 bytes), else a new one: a per-process random prefix and a counter.
 pub(super) fn request_id(parts: &Parts, trusted: bool) -> HeaderValue {
-    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if trusted
         && let Some(v) = parts.headers.get("x-request-id")
         && (1..=128).contains(&v.len())
@@ -35,6 +33,13 @@ pub(super) fn request_id(parts: &Parts, trusted: bool) -> HeaderValue {
     {
         return v.clone();
     }
+    new_request_id()
+}
+
+/// A new request id: a per-process random prefix and a counter.
+pub(super) fn new_request_id() -> HeaderValue {
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| {
         let mut b = [0u8; 8];
         let _ = aws_lc_rs::rand::fill(&mut b);

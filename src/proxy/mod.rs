@@ -107,7 +107,7 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-use access_log::{Outcome, logging, request_id};
+use access_log::{Outcome, logging, new_request_id, request_id};
 use handler::{is_grpc_head, is_trusted_peer, process};
 pub use respond::deny_response;
 use respond::{add_grpc_status, simple};
@@ -172,7 +172,7 @@ pub fn overloaded<B>(
         add_grpc_status(&mut response);
     }
     let outcome = Outcome::refused("overloaded", reason, 0.0);
-    let id = request_id(&Request::new(()).into_parts().0, false);
+    let id = new_request_id();
     logging(
         shared,
         req.method(),

@@ -74,6 +74,13 @@ impl Sessions {
         }
     }
 
+    /// Changes each time a configuration is installed (sessions re-check against it;
+    /// other waiters follow it).
+    #[must_use]
+    pub fn installed(&self) -> watch::Receiver<Weak<Shared>> {
+        self.config.subscribe()
+    }
+
     /// A reload installed `shared`: every open session re-checks its token against it.
     pub fn config_changed(&self, shared: &Arc<Shared>) {
         self.config.send_replace(Arc::downgrade(shared));
@@ -131,7 +138,7 @@ pub(crate) fn spawn_bridge(
     let guard = shared.websockets.enter(&shared.metrics);
     let idle = shared.config.limits.websocket_idle_timeout;
     let close_on_expiry = shared.config.limits.websocket_close_on_token_expiry;
-    let mut reloads = shared.websockets.config.subscribe();
+    let mut reloads = shared.websockets.installed();
     reloads.mark_unchanged();
     let opened_at = unix_now();
     tokio::spawn(async move {

@@ -100,7 +100,9 @@ impl Permits {
 pub(crate) struct InFlight {
     watch: Arc<ConnWatch>,
     gauge: IntGauge,
-    waiting_on_client: bool,
+    /// Since when the proxy has held response data the client has not taken; `None`
+    /// while the request progresses (the send timeout and the idle rule read this).
+    waiting_since: Option<Instant>,
     _permit: Option<Permit>,
 }
 
@@ -112,7 +114,7 @@ impl InFlight {
         Self {
             watch: Arc::clone(watch),
             gauge,
-            waiting_on_client: false,
+            waiting_since: None,
             _permit: permit,
         }
     }
@@ -120,16 +122,16 @@ impl InFlight {
     /// The proxy holds response data for the client (or is about to send the first);
     /// the idle clock runs from now until the client takes it.
     fn wait_on_client(&mut self) {
-        if !self.waiting_on_client {
-            self.waiting_on_client = true;
-            self.watch.stopped_progressing(Instant::now());
+        if self.waiting_since.is_none() {
+            let now = Instant::now();
+            self.waiting_since = Some(now);
+            self.watch.stopped_progressing(now);
         }
     }
 
     /// The client took what it was given: the request progresses again.
     fn progress(&mut self) {
-        if self.waiting_on_client {
-            self.waiting_on_client = false;
+        if self.waiting_since.take().is_some() {
             self.watch.progressing_again();
         }
     }
@@ -138,7 +140,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.watch
-            .request_left(!self.waiting_on_client, Instant::now());
+            .request_left(self.waiting_since.is_none(), Instant::now());
         self.gauge.dec();
     }
 }
@@ -157,17 +159,10 @@ struct Held {
     guard: InFlight,
 }
 
-/// One response, shared by its body (polled by hyper) and the connection's [`Streams`].
+/// One response, shared by its body (polled by hyper) and the connection's [`Streams`]:
+/// the upstream body and guard, `None` once ended or abandoned.
 #[derive(Default)]
-struct Stream(Mutex<Slot>);
-
-#[derive(Default)]
-struct Slot {
-    /// The upstream body and guard; `None` once ended or abandoned.
-    held: Option<Held>,
-    /// Since when the response has waited on the client; `None` while it does not.
-    waiting_since: Option<Instant>,
-}
+struct Stream(Mutex<Option<Held>>);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -176,20 +171,33 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The responses of one connection, for the send timeout.
 #[derive(Default)]
 pub(crate) struct Streams {
-    list: Mutex<Vec<Weak<Stream>>>,
+    list: Mutex<List>,
+}
+
+#[derive(Default)]
+struct List {
+    entries: Vec<Weak<Stream>>,
+    /// Length after the last sweep.
+    swept: usize,
+}
+
+impl List {
+    fn sweep(&mut self) {
+        self.entries.retain(|w| w.strong_count() > 0);
+        self.swept = self.entries.len();
+    }
 }
 
 impl Streams {
     fn register(&self, stream: &Arc<Stream>) {
         let mut list = lock(&self.list);
-        // Finished responses leave dead entries; sweep them when they could dominate,
-        // so the list stays within twice the live responses (plus a constant).
-        if list.len() >= 16
-            && list.len() >= 2 * list.iter().filter(|w| w.strong_count() > 0).count()
-        {
-            list.retain(|w| w.strong_count() > 0);
+        // Finished responses leave dead entries: sweep once the list has doubled since
+        // the last sweep, so it stays within twice the live responses (plus a
+        // constant) at an amortized constant cost per response.
+        if list.entries.len() >= 16.max(2 * list.swept) {
+            list.sweep();
         }
-        list.push(Arc::downgrade(stream));
+        list.entries.push(Arc::downgrade(stream));
     }
 
     /// Abandons every response that has waited on its client for `timeout` by `now`;
@@ -201,26 +209,23 @@ impl Streams {
     ) -> (usize, Option<Instant>) {
         let live: Vec<Arc<Stream>> = {
             let mut list = lock(&self.list);
-            list.retain(|w| w.strong_count() > 0);
-            list.iter().filter_map(Weak::upgrade).collect()
+            list.sweep();
+            list.entries.iter().filter_map(Weak::upgrade).collect()
         };
         let mut abandoned = 0;
         let mut next: Option<Instant> = None;
         for stream in live {
             let mut slot = lock(&stream.0);
-            let Some(since) = slot.waiting_since else {
+            let Some(since) = slot.as_ref().and_then(|h| h.guard.waiting_since) else {
                 continue;
             };
             let due = since + timeout;
             if now >= due {
-                slot.waiting_since = None;
-                let held = slot.held.take();
+                let held = slot.take();
                 // Dropped outside the lock: the body's drop releases the upstream.
                 drop(slot);
-                if held.is_some() {
-                    abandoned += 1;
-                }
                 drop(held);
+                abandoned += 1;
             } else {
                 next = Some(next.map_or(due, |n| n.min(due)));
             }
@@ -243,10 +248,7 @@ impl GuardedBody {
         guard.wait_on_client();
         let end_stream = body.is_end_stream();
         let hint = body.size_hint();
-        let stream = Arc::new(Stream(Mutex::new(Slot {
-            held: Some(Held { body, guard }),
-            waiting_since: Some(Instant::now()),
-        })));
+        let stream = Arc::new(Stream(Mutex::new(Some(Held { body, guard }))));
         streams.register(&stream);
         Self {
             stream,
@@ -268,7 +270,7 @@ impl Body for GuardedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let mut slot = lock(&this.stream.0);
-        let Some(held) = slot.held.as_mut() else {
+        let Some(held) = slot.as_mut() else {
             this.end_stream = true;
             return Poll::Ready(Some(Err(Abandoned::SendTimeout.into())));
         };
@@ -278,22 +280,18 @@ impl Body for GuardedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 held.guard.wait_on_client();
                 this.hint = held.body.size_hint();
-                slot.waiting_since = Some(Instant::now());
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Pending => {
-                slot.waiting_since = None;
-                Poll::Pending
-            }
+            Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
-                let done = slot.held.take();
+                let done = slot.take();
                 drop(slot);
                 drop(done);
                 this.end_stream = true;
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
-                let done = slot.held.take();
+                let done = slot.take();
                 drop(slot);
                 drop(done);
                 this.end_stream = true;
@@ -305,7 +303,6 @@ impl Body for GuardedBody {
     fn is_end_stream(&self) -> bool {
         self.end_stream
             || lock(&self.stream.0)
-                .held
                 .as_ref()
                 .is_some_and(|h| h.body.is_end_stream())
     }
@@ -471,6 +468,6 @@ mod tests {
             let mut b = GuardedBody::new(full(b"x"), InFlight::enter(&w, gauge(), None), &streams);
             while let Poll::Ready(Some(_)) = poll(&mut b) {}
         }
-        assert!(lock(&streams.list).len() <= 32);
+        assert!(lock(&streams.list).entries.len() <= 32);
     }
 }
