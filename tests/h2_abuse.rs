@@ -673,6 +673,12 @@ async fn zero_window_streams_stall_alone_with_memory_bounded_and_others_served()
     wait_metric_eq(&sidecar, "cognito_sidecar_requests_in_flight", 0.0).await;
 }
 
+/// The length of the body a normal client gets for `path`.
+async fn body_len(env: &Env, path: &str) -> usize {
+    let resp = env.client.get(env.url(path)).send().await.unwrap();
+    resp.bytes().await.unwrap().len()
+}
+
 #[tokio::test]
 async fn stalled_streams_fill_the_in_flight_cap_then_get_503_and_the_send_timeout_frees_them() {
     const CAP: u32 = 20;
@@ -720,16 +726,11 @@ async fn stalled_streams_fill_the_in_flight_cap_then_get_503_and_the_send_timeou
     // timeout its responses are abandoned and their slots (and upstreams) released.
     let reader = tokio::spawn(async move { while read_frame(&mut r).await.is_ok() {} });
     wait_metric_eq(&env, "cognito_sidecar_requests_in_flight", 0.0).await;
-    let body = env
-        .client
-        .get(env.url("/public/other"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(body.len(), 1024 * 1024, "a second client is served in full");
+    assert_eq!(
+        body_len(&env, "/public/other").await,
+        1024 * 1024,
+        "a second client is served in full"
+    );
     drop(w);
     reader.abort();
 }
@@ -756,16 +757,7 @@ async fn one_address_cannot_take_every_in_flight_slot_and_other_addresses_are_se
     assert!(head.is_some_and(|b| b != 0x88), "over its share: {head:?}");
     assert_eq!(count.load(Ordering::SeqCst), 5, "no upstream call for it");
     // Another address is served in full meanwhile.
-    let body = env
-        .client
-        .get(env.url("/public/other"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(body.len(), 1024 * 1024);
+    assert_eq!(body_len(&env, "/public/other").await, 1024 * 1024);
     let m = env.metrics().await;
     assert!(
         metric(
