@@ -68,10 +68,17 @@ pub fn cookie_values<'a>(
 /// left).
 #[must_use]
 pub fn cookie_header_without(value: &str, name: &str) -> Option<String> {
+    cookie_header_retain(value, |n| n != name)
+}
+
+/// One `Cookie` header value with only the cookies whose name `keep` accepts (`None`
+/// when nothing is left).
+#[must_use]
+pub fn cookie_header_retain(value: &str, keep: impl Fn(&str) -> bool) -> Option<String> {
     let kept: Vec<&str> = value
         .split(';')
         .map(str::trim)
-        .filter(|pair| !pair.is_empty() && cookie_name(pair) != name)
+        .filter(|pair| !pair.is_empty() && keep(cookie_name(pair)))
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
 }

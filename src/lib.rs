@@ -93,9 +93,9 @@ pub enum StartError {
     /// The TLS certificate, key or client CA could not be loaded.
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
-    /// The upstream client could not be built.
-    #[error("upstream: {0}")]
-    Upstream(#[from] proxy::upstream::UpstreamError),
+    /// The upstream client or the sign-in machinery could not be built.
+    #[error("{0}")]
+    Shared(#[from] proxy::SharedError),
 }
 
 /// The two sockets the sidecar serves on.

@@ -162,7 +162,7 @@ fn run(runtime: &tokio::runtime::Runtime, path: Option<PathBuf>) -> ExitCode {
                 ExitCode::SUCCESS
             }
             // Unusable certificate, key or CA files are configuration errors.
-            Err(e @ (StartError::Tls(_) | StartError::Upstream(_))) => {
+            Err(e @ (StartError::Tls(_) | StartError::Shared(_))) => {
                 tracing::error!(error = %e, "invalid configuration");
                 eprintln!("cognito-sidecar: {e}");
                 ExitCode::from(EX_USAGE)

@@ -57,6 +57,9 @@ pub struct Metrics {
     pub token_cache_hits: prometheus::IntCounter,
     /// Admitted tokens verified in full (then cached).
     pub token_cache_misses: prometheus::IntCounter,
+    /// Browser sign-in events (`sign_in_started`, `sign_in`, `refresh`, `sign_out`,
+    /// `session_ended`, `refused`) by outcome (`ok` or a failure reason).
+    pub login_events: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -85,6 +88,11 @@ impl Metrics {
             Ok(h)
         };
         let m = Self {
+            login_events: counter(
+                "cognito_sidecar_login_events_total",
+                "Browser sign-in events (sign-in starts and completions, refreshes, sign-outs, ended sessions, refusals), by event and outcome.",
+                &["event", "outcome"],
+            )?,
             requests: counter(
                 "cognito_sidecar_requests_total",
                 "Requests handled, by outcome and response status class.",
@@ -243,6 +251,9 @@ impl Metrics {
             m.config_reloads.with_label_values(&[result]);
         }
         m.connections_rejected.with_label_values(&["per_ip_limit"]);
+        for event in ["sign_in_started", "sign_in", "refresh", "sign_out"] {
+            m.login_events.with_label_values(&[event, "ok"]);
+        }
         for kind in ["connect", "timeout", "reset", "other"] {
             m.upstream_errors.with_label_values(&[kind]);
         }

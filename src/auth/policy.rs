@@ -114,7 +114,7 @@ impl Policy {
                                 .as_deref()
                                 .is_some_and(|s| path::matches_strict(&r.path, exact, s))
                     }
-                    AuthMode::Required => {
+                    AuthMode::Required | AuthMode::Login => {
                         path::matches_lenient(&r.path, exact, canonical)
                             || stripped
                                 .as_deref()

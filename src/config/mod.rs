@@ -13,7 +13,7 @@
 //! Each section's typed struct, its defaults (associated `DEFAULT_*` constants next to
 //! the struct) and its checks live together: `pools.rs` (`[[pools]]`, `[jwks]`),
 //! `routes.rs` (`[[routes]]`), `limits.rs` (`[limits]`, `[cache]`, `[shutdown]`),
-//! `identity.rs` (`[identity]`) and `tls.rs` (`[tls]`). Defaults of top-level keys are
+//! `identity.rs` (`[identity]`), `login.rs` (`[login]`) and `tls.rs` (`[tls]`). Defaults of top-level keys are
 //! constants on [`Config`].
 
 use std::collections::BTreeMap;
@@ -29,6 +29,7 @@ use serde::Deserialize;
 
 mod identity;
 mod limits;
+mod login;
 mod pools;
 mod raw;
 mod routes;
@@ -37,6 +38,7 @@ mod validate;
 
 pub use self::identity::IdentityConfig;
 pub use self::limits::{CacheSettings, Limits, ShutdownSettings};
+pub use self::login::{CLIENT_SECRET_ENV, LoginSettings, SESSION_KEYS_ENV, Secret};
 pub use self::pools::{IssuerFormat, JwksSettings, MAX_LEEWAY_SECONDS, PoolConfig};
 pub use self::routes::{AuthMode, PathMatch, RouteConfig};
 pub use self::tls::TlsSettings;
@@ -186,6 +188,8 @@ pub struct Config {
     pub jwks: JwksSettings,
     /// Identity header settings.
     pub identity: IdentityConfig,
+    /// Browser sign-in; `None` unless `[login]` is set.
+    pub login: Option<LoginSettings>,
 }
 
 /// Defaults of the optional top-level keys whose type has no `#[default]` of its own
@@ -239,12 +243,16 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "jwks",
     "identity",
+    "login",
 ];
 
 /// The `COGNITO_SIDECAR_*` variables (except `COGNITO_SIDECAR_CONFIG`, the file path),
 /// `__` separating nested keys.
 fn env() -> Env {
-    Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__")
+    // The secrets have variables of their own, read by the `[login]` checks.
+    Env::prefixed(ENV_PREFIX)
+        .ignore(&["config", "session_keys", "client_secret"])
+        .split("__")
 }
 
 /// Builds the figment: TOML file (if any), then `COGNITO_SIDECAR_*` variables on top.

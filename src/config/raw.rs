@@ -151,3 +151,28 @@ pub(super) struct RawIdentity {
     pub(super) forward_authorization: Option<bool>,
     pub(super) claims: BTreeMap<String, String>,
 }
+
+/// `[login]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogin {
+    pub(super) client_id: String,
+    pub(super) pool: Option<String>,
+    pub(super) domain: Option<String>,
+    pub(super) authorize_url: Option<String>,
+    pub(super) token_url: Option<String>,
+    pub(super) logout_url: Option<String>,
+    pub(super) external_url: String,
+    pub(super) callback_path: Option<String>,
+    pub(super) sign_out_path: Option<String>,
+    pub(super) after_sign_out_path: Option<String>,
+    pub(super) scopes: Option<Vec<String>>,
+    pub(super) session_keys_file: Option<PathBuf>,
+    pub(super) client_secret_file: Option<PathBuf>,
+    pub(super) cookie_name: Option<String>,
+    pub(super) cookie_secure: Option<bool>,
+    pub(super) max_session_seconds: Option<u64>,
+    pub(super) sign_in_timeout_seconds: Option<u64>,
+    pub(super) token_timeout_ms: Option<u64>,
+    pub(super) rate_limit_per_minute: Option<u32>,
+}

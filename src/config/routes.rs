@@ -19,6 +19,17 @@ pub enum AuthMode {
     Public,
     /// No token forwards anonymously; a token that is present must be valid.
     Optional,
+    /// Like `Required`, and browsers without a token use a session: top-level
+    /// navigations without one are sent to sign in (`[login]`).
+    Login,
+}
+
+impl AuthMode {
+    /// `Required` or `Login`: the route needs a verified token.
+    #[must_use]
+    pub fn needs_token(self) -> bool {
+        matches!(self, Self::Required | Self::Login)
+    }
 }
 
 /// How a route's `path` is compared with the request path.
@@ -109,12 +120,21 @@ impl Validator {
             }
             methods.push(m.clone());
         }
-        if raw.auth != AuthMode::Required
+        if !raw.auth.needs_token()
             && (!raw.groups.is_empty() || !raw.scopes.is_empty() || !raw.token_use.is_empty())
         {
             self.problem(
                 &format!("{key}.auth"),
-                "groups, scopes and token_use need auth = \"required\"",
+                "groups, scopes and token_use need auth = \"required\" or \"login\"",
+            );
+        }
+        if raw.auth == AuthMode::Login
+            && (!raw.scopes.is_empty() || raw.token_use == [TokenUse::Access])
+        {
+            self.problem(
+                &format!("{key}.auth"),
+                "a browser session presents its ID token: scopes and token_use = [\"access\"] \
+                 cannot be met on a login route",
             );
         }
         if !raw.scopes.is_empty() && raw.token_use.contains(&TokenUse::Id) {

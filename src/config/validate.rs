@@ -159,6 +159,19 @@ impl Validator {
         let limits = self.limits(root);
         let jwks = self.jwks(root);
         let identity = self.identity(root);
+        let login = self.login(root, pools.as_deref());
+        if login.as_ref().is_some_and(Option::is_none)
+            && let Some(rs) = &routes
+        {
+            for (i, r) in rs.iter().enumerate() {
+                if r.auth == super::AuthMode::Login {
+                    self.problem(
+                        &format!("routes[{i}].auth"),
+                        "\"login\" needs a [login] section (browser sign-in settings)",
+                    );
+                }
+            }
+        }
 
         if let (Some(ListenAddr::Tcp(a)), Some(b)) = (&listen, admin_listen)
             && *a == b
@@ -208,6 +221,7 @@ impl Validator {
             limits: limits?,
             jwks: jwks?,
             identity: identity?,
+            login: login?,
         })
     }
 

@@ -103,7 +103,10 @@ pub fn clear_cookies(rules: &CookieRules, pieces: usize) -> Vec<String> {
 
 /// One `Set-Cookie` value: host-only (no `Domain`), `Path=/` (required by `__Host-`),
 /// never readable by scripts, not sent on cross-site subrequests or POSTs.
-fn cookie(name: &str, value: &str, max_age: i64, secure: bool) -> String {
+/// One `Set-Cookie` value with the session attributes (`Path=/; HttpOnly; SameSite=Lax`,
+/// `Secure` when asked).
+#[must_use]
+pub fn cookie(name: &str, value: &str, max_age: i64, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
     format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
 }

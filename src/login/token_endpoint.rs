@@ -129,9 +129,13 @@ impl TokenEndpoint {
     }
 
     async fn grant(&self, params: &[(&str, &str)]) -> Result<Tokens, TokenEndpointError> {
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.extend_pairs(params.iter().copied());
-        form.append_pair("client_id", &self.client_id);
+        // The serializer is not `Send`: finish it before the first await.
+        let body = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.extend_pairs(params.iter().copied());
+            form.append_pair("client_id", &self.client_id);
+            form.finish()
+        };
         let mut req = self
             .http
             .post(&self.url)
@@ -140,7 +144,7 @@ impl TokenEndpoint {
                 "application/x-www-form-urlencoded",
             )
             .header(http::header::ACCEPT, "application/json")
-            .body(form.finish());
+            .body(body);
         if let Some(secret) = &self.secret {
             let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let basic = STANDARD.encode(format!("{}:{}", enc(&self.client_id), enc(secret)));

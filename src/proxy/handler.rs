@@ -1,5 +1,5 @@
-//! Phases 1-2: header checks, the decision (with the kid-miss refresh and the body-size
-//! check), and the request the upstream receives (stripping, identity, forwarding
+//! Phases 1-2: header checks, the decision (with the kid-miss refresh, the sign-in
+//! phase of `login.rs` when `[login]` is set, and the body-size check), and the request the upstream receives (stripping, identity, forwarding
 //! headers, WebSocket upgrade headers).
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use hyper::upgrade::OnUpgrade;
 
 use super::access_log::Outcome;
 use super::forward::call_upstream;
+use super::login::{Gate, add_cookies};
 use super::respond::*;
 use super::upstream::UpstreamBody;
 use super::websocket;
@@ -88,7 +89,18 @@ pub(super) async fn process(
             return (header_error_response(e), outcome, None);
         }
     };
-    let decision = request_filter(&parts, shared).await;
+    let (decision, session_cookies) = match &shared.login {
+        Some(login) => {
+            match super::login::decide(&mut parts, shared, login, conn, auth_started).await {
+                Gate::Answer(response, outcome) => {
+                    let path = crate::path::canonicalize(parts.uri.path()).ok();
+                    return (response, outcome, path);
+                }
+                Gate::Decided(decision, cookies) => (decision, cookies),
+            }
+        }
+        None => (request_filter(&parts, shared).await, Vec::new()),
+    };
     let auth_secs = auth_started.elapsed().as_secs_f64();
     let admission = match decision {
         Decision::Deny(denial) => {
@@ -101,6 +113,7 @@ pub(super) async fn process(
             if grpc {
                 add_grpc_status(&mut response);
             }
+            add_cookies(&mut response, &session_cookies);
             let label = answer(&denial).outcome;
             // Log the canonical form when there is one: never raw attacker bytes.
             let path = crate::path::canonicalize(parts.uri.path()).ok();
@@ -153,7 +166,8 @@ pub(super) async fn process(
     let upstream_req =
         upstream_request_filter(parts, body, &admission, &host, shared, conn, websocket);
     let upstream_started = Instant::now();
-    let (response, error) = call_upstream(upstream_req, shared, client_upgrade).await;
+    let (mut response, error) = call_upstream(upstream_req, shared, client_upgrade).await;
+    add_cookies(&mut response, &session_cookies);
     let upstream_secs = upstream_started.elapsed().as_secs_f64();
     shared.metrics.upstream_duration.observe(upstream_secs);
     let outcome = Outcome {

@@ -6,7 +6,7 @@
 //!
 //! Layout: this file holds the shared state and the entry points ([`handle`],
 //! [`overloaded`]); `handler.rs` the phases up to the upstream request; `forward.rs`
-//! the upstream call and its failures; `respond.rs` every answer the proxy makes
+//! the upstream call and its failures; `login.rs` browser sign-in (callback, sign-out, sessions); `respond.rs` every answer the proxy makes
 //! itself (statuses, challenges, gRPC status); `access_log.rs` the access log, metrics
 //! and request ids; `upstream.rs` the pooled client; `upload.rs` request-body timing;
 //! `websocket.rs` bridged sessions.
@@ -14,6 +14,7 @@
 mod access_log;
 mod forward;
 mod handler;
+mod login;
 mod respond;
 pub mod upload;
 pub mod upstream;
@@ -41,6 +42,17 @@ pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 pub use websocket::Sessions;
 
+/// Why the shared state for a configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    /// The upstream client could not be built.
+    #[error("upstream: {0}")]
+    Upstream(#[from] UpstreamError),
+    /// The browser sign-in machinery could not be built.
+    #[error("login: {0}")]
+    Login(#[from] crate::login::LoginError),
+}
+
 /// Everything a request handler needs, shared by all connections.
 pub struct Shared {
     /// Validated configuration.
@@ -59,20 +71,24 @@ pub struct Shared {
     pub websockets: Arc<Sessions>,
     /// Verified-token cache (`None` when disabled); new and empty per configuration.
     pub cache: Option<crate::cache::TokenCache>,
+    /// Browser sign-in (`None` without `[login]`).
+    pub login: Option<crate::login::Login>,
 }
 
 impl Shared {
     /// Builds the shared state, including the pooled upstream client.
     ///
     /// # Errors
-    /// [`UpstreamError`] if the upstream TLS roots cannot be loaded.
+    /// [`SharedError`] if the upstream TLS roots cannot be loaded or the sign-in
+    /// machinery cannot be built.
     pub fn new(
         config: Arc<Config>,
         jwks: Arc<Jwks>,
         metrics: Arc<Metrics>,
         websockets: Arc<Sessions>,
-    ) -> Result<Self, UpstreamError> {
+    ) -> Result<Self, SharedError> {
         let client = upstream::client(&config)?;
+        let login = crate::login::Login::from_config(&config)?;
         let managed = config
             .identity
             .managed_headers()
@@ -84,6 +100,7 @@ impl Shared {
             crate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes)
         });
         Ok(Self {
+            login,
             cache,
             policy: Policy::from_config(&config),
             managed,
