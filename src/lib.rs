@@ -233,7 +233,12 @@ pub async fn start(
         accepting_done_rx,
         config.shutdown.drain_timeout,
     ));
-    tracing::info!(listen = %config.listen, %admin_addr, upstream = %config.upstream, tls = config.tls.is_some(), pools = config.pools.len(), "cognito-sidecar started");
+    // The bound address, not the configured one (port 0 picks a free port).
+    let listen = match &config.listen {
+        config::ListenAddr::Tcp(_) => proxy_addr.to_string(),
+        unix => unix.to_string(),
+    };
+    tracing::info!(%listen, %admin_addr, upstream = %config.upstream, tls = config.tls.is_some(), pools = config.pools.len(), "cognito-sidecar started");
     let pre_stop = config.shutdown.pre_stop_delay;
     let stopping = Arc::clone(&live);
     let task = tokio::spawn(async move {

@@ -101,11 +101,12 @@ pub fn set_forwarding(headers: &mut HeaderMap, f: &Forwarding<'_>, prior: PriorH
         None if !f.host.is_empty() => set(headers, "x-forwarded-host", f.host.to_owned()),
         None => {}
     }
-    set(
-        headers,
-        "x-forwarded-port",
-        prior.port.unwrap_or_else(|| f.port.to_string()),
-    );
+    // A unix-socket listener has no port to report.
+    match prior.port {
+        Some(p) => set(headers, "x-forwarded-port", p),
+        None if f.port != 0 => set(headers, "x-forwarded-port", f.port.to_string()),
+        None => {}
+    }
     let proto = match f.version {
         Version::HTTP_10 => "1.0",
         Version::HTTP_2 => "2",

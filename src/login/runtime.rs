@@ -4,6 +4,9 @@
 //! the callback, accept an ID token, strip the sidecar's cookies before forwarding).
 //! Built once per configuration; the proxy's `login` phase does the HTTP.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use http::HeaderMap;
 use http::header::{self, HeaderValue};
 
@@ -13,9 +16,18 @@ use super::limit::RateLimiter;
 use super::session::{CookieRules, Session, clear_cookies, cookie};
 use super::token_endpoint::{TokenEndpoint, TokenEndpointError, Tokens};
 use crate::auth::Identity;
+use crate::clock::Instant;
 use crate::config::{Config, LoginSettings};
 use crate::seal::{SealKeyError, SealKeys};
 use crate::token::TokenUse;
+
+/// How long one refresh's answer is shared by the requests of its session.
+pub const REFRESH_SHARED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most refreshes remembered at once.
+const MAX_REFRESHING: usize = 4096;
+
+/// One refresh's answer, shared.
+type SharedRefresh = Arc<tokio::sync::OnceCell<Result<Tokens, &'static str>>>;
 
 /// Characters of the state that name its sign-in cookie (several tabs may sign in at
 /// once; each has its own cookie).
@@ -42,6 +54,8 @@ pub struct Login {
     rules: CookieRules,
     /// Sign-in starts, callbacks and sign-outs per client address.
     pub limiter: RateLimiter,
+    /// Refreshes in progress or just made, by SHA-256 of the refresh token.
+    refreshing: Mutex<HashMap<[u8; 32], (Instant, SharedRefresh)>>,
 }
 
 impl Login {
@@ -80,6 +94,7 @@ impl Login {
             keys,
             endpoint,
             rules,
+            refreshing: Mutex::default(),
         }))
     }
 
@@ -180,12 +195,41 @@ impl Login {
             .await
     }
 
-    /// Refreshes a session's tokens.
+    /// Refreshes a session's tokens, once for all the requests of one session that find
+    /// its ID token expired at the same time (a page loading its assets): they share one
+    /// token endpoint call and its answer for [`REFRESH_SHARED_FOR`].
+    ///
+    /// The tokens, and whether this call was the one that asked the token endpoint.
     ///
     /// # Errors
-    /// [`TokenEndpointError`] when the endpoint fails or refuses.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, TokenEndpointError> {
-        self.endpoint.refresh(refresh_token).await
+    /// The failure's label (`refused`, `unreachable`, `malformed`).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<(Tokens, bool), &'static str> {
+        let key = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, refresh_token.as_bytes());
+        let mut id = [0u8; 32];
+        id.copy_from_slice(key.as_ref());
+        let now = crate::clock::now();
+        let cell = {
+            let Ok(mut map) = self.refreshing.lock() else {
+                return Err("unreachable");
+            };
+            map.retain(|_, (at, _)| now.saturating_duration_since(*at) < REFRESH_SHARED_FOR);
+            if map.len() >= MAX_REFRESHING && !map.contains_key(&id) {
+                map.clear();
+            }
+            Arc::clone(&map.entry(id).or_insert_with(|| (now, Arc::default())).1)
+        };
+        let mut called = false;
+        let answer = cell
+            .get_or_init(|| async {
+                called = true;
+                self.endpoint
+                    .refresh(refresh_token)
+                    .await
+                    .map_err(|e| e.label())
+            })
+            .await
+            .clone();
+        answer.map(|t| (t, called))
     }
 
     /// Whether a verified token may make (or keep) a session: an ID token of the login

@@ -98,7 +98,6 @@ pub(super) async fn decide(
                             set_bearer(parts, &session.id_token);
                             decision = request_filter(parts, shared).await;
                             cookies = login.session_cookies(&session, now, pieces);
-                            count(shared, "refresh", "ok");
                         }
                         Err(reason) => count(shared, "refresh", reason),
                     }
@@ -276,7 +275,15 @@ fn sign_out(
     login: &Login,
 ) -> (Response<ProxyBody>, &'static str, Option<String>) {
     let allowed = matches!(parts.method, Method::GET | Method::HEAD | Method::POST);
-    if !allowed || !same_origin(parts, login) {
+    // A cross-site page must not sign anyone out, even with a plain link: browsers that
+    // say where a navigation comes from (`Sec-Fetch-Site`) must say this site, or the
+    // user (`none`: typed, bookmarked).
+    let cross_site_link = parts
+        .headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|s| !s.eq_ignore_ascii_case("same-origin") && !s.eq_ignore_ascii_case("none"));
+    if !allowed || cross_site_link || !same_origin(parts, login) {
         count(shared, "refused", "cross_site");
         let r = page(
             StatusCode::FORBIDDEN,
@@ -310,16 +317,12 @@ async fn refresh(
     login: &Login,
     refresh_token: &str,
 ) -> Result<(String, Option<String>), &'static str> {
-    let tokens = login
-        .refresh(refresh_token)
-        .await
-        .map_err(|e| match e.label() {
-            "refused" => "refused",
-            "unreachable" => "unreachable",
-            _ => "malformed",
-        })?;
+    let (tokens, called) = login.refresh(refresh_token).await?;
     match verify(&tokens.id_token, shared).await {
-        Ok(i) if login.accepts(&i, None) => Ok((tokens.id_token, tokens.refresh_token)),
+        Ok(i) if login.accepts(&i, None) => {
+            count(shared, "refresh", if called { "ok" } else { "shared" });
+            Ok((tokens.id_token, tokens.refresh_token))
+        }
         _ => Err("token_rejected"),
     }
 }
