@@ -412,35 +412,48 @@ describe('oidc-provider as the identity provider', () => {
     });
 
     test('a callback with a wrong state ends on a 400 page, not a loop', async () => {
-      const ctx = await freshContext();
-      const page = await ctx.newPage();
+      // Browser A signs in; its callback URL (a real code, A's state) is recorded.
+      const a = await freshContext();
+      const pageA = await a.newPage();
+      const callbacks = [];
+      pageA.on('request', (r) => { if (r.url().startsWith(`${front.url}${CALLBACK}?`)) callbacks.push(r.url()); });
+      await pageA.goto(`${front.url}/app/state-a`);
+      await signInAtIdp(pageA, 'alice');
+      assert.equal(callbacks.length, 1);
+      const stolen = callbacks[0];
+
+      // Browser B has started its own sign-in (its own state cookie), then is sent A's
+      // callback: the states differ.
+      const b = await freshContext();
+      const pageB = await b.newPage();
+      await pageB.goto(`${front.url}/app/state-b`);
+      await pageB.waitForSelector('#username');
+      assert.ok((await b.cookies(front.url)).some((c) => c.name.startsWith(`${COOKIE}-signin.`)));
       const authorizeBefore = idp.counts.authorize;
-      // The IdP's redirect back carries a real code, but the state is changed.
-      await ctx.route((u) => u.href.startsWith(`${front.url}${CALLBACK}?`), async (route) => {
-        const u = new URL(route.request().url());
-        u.searchParams.set('state', `${u.searchParams.get('state')}x`);
-        await route.continue({ url: u.href });
-      });
-      await page.goto(`${front.url}/app/state`);
-      await page.waitForSelector('#username');
-      await page.fill('#username', 'alice');
-      await page.fill('#password', USERS.alice.password);
-      const callback = page.waitForResponse((r) => r.url().startsWith(`${front.url}${CALLBACK}`));
-      await page.click('#sign-in');
-      const response = await callback;
+      const tokenBefore = idp.counts.token;
+      const mark = echo.requests.length;
+      const response = await pageB.goto(stolen);
       assert.equal(response.status(), 400);
       assert.match(response.headers()['content-type'] ?? '', /text\/html/);
-      await page.waitForLoadState();
-      assert.ok(page.url().startsWith(`${front.url}${CALLBACK}`), `stays on the error page: ${page.url()}`);
-      assert.equal(idp.counts.authorize, authorizeBefore + 1, 'no loop back to the IdP');
-      const cookies = await ctx.cookies(front.url);
-      assert.ok(!cookies.some((c) => c.name === COOKIE), 'no session');
-      await ctx.unrouteAll();
+      assert.equal(response.request().redirectedFrom(), null);
+      await pageB.waitForLoadState();
+      assert.equal(pageB.url(), stolen, 'stays on the error page');
+      assert.equal(idp.counts.authorize, authorizeBefore, 'no loop back to the IdP');
+      assert.equal(idp.counts.token, tokenBefore, 'the code was not exchanged');
+      assert.equal(echo.requests.length, mark, 'the backend saw nothing');
+      assert.ok(!(await b.cookies(front.url)).some((c) => c.name === COOKIE), 'no session in B');
 
-      // A callback nobody started (no sign-in cookie): 400 as well.
-      const bare = await page.goto(`${front.url}${CALLBACK}?code=abc&state=def`);
+      // A's own callback again: its sign-in state was single use.
+      const replay = await pageA.goto(stolen);
+      assert.equal(replay.status(), 400);
+      assert.equal(idp.counts.authorize, authorizeBefore);
+
+      // A callback nobody started (no sign-in cookie at all): 400 as well.
+      const c = await freshContext();
+      const pageC = await c.newPage();
+      const bare = await pageC.goto(`${front.url}${CALLBACK}?code=abc&state=def`);
       assert.equal(bare.status(), 400);
-      assert.equal(idp.counts.authorize, authorizeBefore + 1);
+      assert.equal(idp.counts.authorize, authorizeBefore);
     });
 
     test('the IdP answering access_denied ends on a 403 page', async () => {
@@ -462,10 +475,10 @@ describe('oidc-provider as the identity provider', () => {
 
     test('an open-redirect attempt never leaves the origin', async () => {
       const ctx = await freshContext();
+      // Observed, not routed: Playwright does not route requests that follow redirects.
       const offsite = [];
-      await ctx.route((u) => u.hostname !== '127.0.0.1', async (route) => {
-        offsite.push(route.request().url());
-        await route.abort();
+      ctx.on('request', (r) => {
+        if (new URL(r.url()).hostname !== '127.0.0.1') offsite.push(r.url());
       });
       const page = await ctx.newPage();
       const locations = [];
@@ -478,14 +491,14 @@ describe('oidc-provider as the identity provider', () => {
       for (const attempt of attempts) {
         // No sidecar session (the IdP session stays: later sign-ins are silent).
         await ctx.clearCookies({ name: new RegExp(`^${COOKIE}`) });
-        const response = await page.goto(`${front.url}${attempt}`, { waitUntil: 'commit' }).catch((e) => e);
-        if (!signedInOnce && page.url().startsWith(`${idp.issuer}/interaction/`)) {
+        // goto follows the server's redirects; it ends on the IdP's sign-in page the
+        // first time, and back on the sidecar once the IdP session signs in silently.
+        const response = await page.goto(`${front.url}${attempt}`).catch((e) => e);
+        if (page.url().startsWith(`${idp.issuer}/interaction/`)) {
+          assert.ok(!signedInOnce, `${attempt}: asked to sign in again`);
           await signInAtIdp(page, 'alice');
           signedInOnce = true;
-        } else {
-          await page.waitForURL((u) => u.origin !== idp.issuer && u.pathname !== CALLBACK).catch(() => {});
         }
-        await page.waitForLoadState();
         const where = new URL(page.url());
         assert.equal(where.origin, front.url, `${attempt} ended at ${page.url()} (${response})`);
         assert.ok(!where.pathname.startsWith('//'), `${attempt} ended at ${page.url()}`);
@@ -559,25 +572,25 @@ describe('the demo (cognito-sidecar demo)', () => {
     return true;
   }
 
-  /** Fills the demo issuer's sign-in form, whatever its ids. */
+  /** On the demo issuer's sign-in form (#username, #password, #sign-in): signs in. */
   async function fillDemoSignIn(page, user, password) {
-    const pw = page.locator('input[type="password"]').first();
-    await pw.waitFor();
-    const name = page.locator('#username, input[name="username"], input[autocomplete="username"], input[type="email"], input[type="text"]').first();
-    await name.fill(user);
-    await pw.fill(password);
-    await page.locator('button[type="submit"], input[type="submit"], button').first().click();
+    await page.waitForSelector('input[type="password"]');
+    await page.locator('#username').fill(user);
+    await page.locator('#password').fill(password);
+    await page.locator('#sign-in').click();
   }
 
   test('the demo signs a browser in at / and the page shows the identity', async (t) => {
     if (skipIfLacking(t)) return;
     const { browser: url, passwords } = demo.printed;
+    const origin = new URL(url).origin;
     const ctx = await browser.newContext();
     try {
       const page = await ctx.newPage();
       await page.goto(url);
+      assert.notEqual(new URL(page.url()).origin + new URL(page.url()).pathname, url, 'sent to sign in');
       await fillDemoSignIn(page, 'alice', passwords.alice);
-      await page.waitForURL((u) => u.origin === new URL(url).origin && !u.pathname.startsWith('/_auth/'));
+      await page.waitForURL((u) => u.origin === origin && !u.pathname.startsWith('/_auth/'));
       await page.waitForFunction(() => document.body.innerText.includes('alice'));
       await page.screenshot({ path: path.join(ARTIFACTS, 'signed-in-demo.png'), fullPage: true });
     } finally {
@@ -591,21 +604,18 @@ describe('the demo (cognito-sidecar demo)', () => {
     const ctx = await browser.newContext();
     try {
       const page = await ctx.newPage();
-      const bearerCall = page.waitForResponse((r) => /^Bearer \S+/.test(r.request().headers().authorization ?? ''), { timeout: 30_000 });
       await page.goto(spa);
-      // Either straight to the sign-in form, or a sign-in button first.
-      const pw = page.locator('input[type="password"]');
-      if (!(await pw.count())) {
-        const button = page.getByRole('button', { name: /sign in|log in|login/i })
-          .or(page.getByRole('link', { name: /sign in|log in|login/i })).first();
-        await button.click();
-      }
+      await page.locator('#sign-in').click();
       await fillDemoSignIn(page, 'alice', passwords.alice);
+      await page.waitForURL((u) => u.href.startsWith(spa));
+      await page.waitForFunction(() => document.getElementById('who')?.textContent === 'alice');
+      const bearerCall = page.waitForResponse((r) => /^Bearer \S+/.test(r.request().headers().authorization ?? ''));
+      await page.locator('#call-api').click();
       const response = await bearerCall;
       assert.equal(response.status(), 200);
-      const text = await response.text();
-      assert.match(text, /alice/);
-      await page.waitForFunction(() => document.body.innerText.includes('alice'));
+      const seen = await response.json();
+      assert.equal(seen.headers['x-auth-username'], 'alice', JSON.stringify(seen));
+      await page.waitForFunction(() => document.getElementById('result')?.dataset.status === '200');
       await page.screenshot({ path: path.join(ARTIFACTS, 'signed-in-demo-spa.png'), fullPage: true });
     } finally {
       await ctx.close();
