@@ -473,7 +473,7 @@ describe('oidc-provider as the identity provider', () => {
       assert.ok(!(await ctx.cookies(front.url)).some((c) => c.name === COOKIE), 'no session');
     });
 
-    test('an open-redirect attempt never leaves the origin', async () => {
+    test('an open-redirect attempt never leaves the origin', async (t) => {
       const ctx = await freshContext();
       // Observed, not routed: Playwright does not route requests that follow redirects.
       const offsite = [];
@@ -499,6 +499,7 @@ describe('oidc-provider as the identity provider', () => {
           await signInAtIdp(page, 'alice');
           signedInOnce = true;
         }
+        t.diagnostic(`${attempt} -> ${page.url()}`);
         const where = new URL(page.url());
         assert.equal(where.origin, front.url, `${attempt} ended at ${page.url()} (${response})`);
         assert.ok(!where.pathname.startsWith('//'), `${attempt} ended at ${page.url()}`);
