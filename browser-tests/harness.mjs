@@ -293,10 +293,17 @@ export async function startSidecar({ echo, idp, front, pool }) {
   const out = watchOutput(child.stdout);
   const err = watchOutput(child.stderr);
   child.stderr.on('data', (c) => { if (process.env.SIDECAR_LOG) process.stderr.write(c); });
-  // The start line names the admin address the OS chose.
-  const m = await err.waitFor(/"admin_addr":"(127\.0\.0\.1:\d+)"/, 30_000, child);
-  const admin = `http://${m[1]}`;
-  await waitForOk(`${admin}/readyz`, 30_000, child);
+  let admin;
+  try {
+    // The start line names the admin address the OS chose.
+    const m = await err.waitFor(/"admin_addr":"(127\.0\.0\.1:\d+)"/, 30_000, child);
+    admin = `http://${m[1]}`;
+    await waitForOk(`${admin}/readyz`, 30_000, child);
+  } catch (e) {
+    await stopChild(child);
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     admin,
     configFile,
