@@ -65,12 +65,11 @@ pub(super) fn sign_in_form(
         &format!(
             "<h1>Sign in</h1>\n<p>to <code>{client}</code> on the cognito-sidecar demo \
              issuer (a development stand-in for Cognito's managed login).</p>\n{error}\
-             <form id=\"sign-in-form\" method=\"post\" action=\"/oauth2/authorize\" \
-             autocomplete=\"off\">\n{fields}\
+             <form id=\"sign-in-form\" method=\"post\" action=\"/oauth2/authorize\">\n{fields}\
              <label>Username <input id=\"username\" name=\"username\" value=\"{username}\" \
-             autocapitalize=\"none\" autofocus required></label>\n\
+             autocomplete=\"username\" autocapitalize=\"none\" autofocus required></label>\n\
              <label>Password <input id=\"password\" name=\"password\" type=\"password\" \
-             required></label>\n\
+             autocomplete=\"current-password\" required></label>\n\
              <button id=\"sign-in\" type=\"submit\" name=\"action\" value=\"sign-in\">Sign in\
              </button>\n\
              <button id=\"cancel\" type=\"submit\" name=\"action\" value=\"cancel\" \

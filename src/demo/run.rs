@@ -1,6 +1,7 @@
 //! The `demo` command: binds the proxy's sockets first (so the real port is known with
 //! `--listen 127.0.0.1:0`), starts the demo issuer and the echo backend, writes a
-//! fresh session key to a private temporary file, configures the proxy against them
+//! fresh session key to a private temporary file (removed once the configuration has
+//! read it), configures the proxy against them
 //! (bearer tokens and browser sign-in), starts it, and prints where to point a browser,
 //! the users' passwords and ready-to-paste `curl` commands.
 
@@ -77,6 +78,9 @@ pub fn demo_config(
         client_ids = ["{DEMO_CLIENT}"]
         token_use = ["id", "access"]
         jwks_url = "http://{idp}/{DEMO_POOL}/.well-known/jwks.json"
+        # The issuer shares this process's clock: no leeway, so a short
+        # --token-lifetime-seconds shows sessions refreshing on time.
+        leeway_seconds = 0
         [identity]
         pool_header = "X-Auth-Pool"
         [login]
@@ -192,6 +196,9 @@ pub async fn run(
         session_keys_file: &keys_file.path,
     };
     let config = demo_config(listen, admin_addr, echo_addr, idp.addr(), &login)?;
+    // Loading the configuration read the key; the demo never reloads it. Removing the
+    // file now rather than at exit leaves nothing behind even if the process is killed.
+    drop(keys_file);
     let listeners = Listeners {
         proxy: proxy_listener.into(),
         admin: admin_listener,
@@ -203,7 +210,6 @@ pub async fn run(
         start_up_text(&issuer, &external, &running, &idp, &users)
     );
     running.wait().await;
-    drop(keys_file);
     Ok(())
 }
 
