@@ -75,7 +75,9 @@ enum Command {
     /// Start a self-contained demo: embedded issuer, echo backend and the proxy.
     ///
     /// Prints ready-to-paste curl commands showing a 200 with identity headers, an
-    /// expired token's 401, a missing group's 403 and header-spoofing protection.
+    /// expired token's 401, a missing group's 403 and header-spoofing protection, and
+    /// the URLs of browser sign-in and of a single-page app with the demo users'
+    /// passwords (new on every start).
     /// Development aid only: a normal run never mints tokens.
     Demo {
         /// Proxy address for the demo.
@@ -84,6 +86,10 @@ enum Command {
         /// Admin address for the demo.
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin_listen: SocketAddr,
+        /// Lifetime of the tokens the embedded issuer mints at sign-in and refresh
+        /// (short lifetimes show browser sessions refreshing).
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        token_lifetime_seconds: u64,
     },
 }
 
@@ -233,9 +239,15 @@ fn main() -> ExitCode {
         Some(Command::Demo {
             listen,
             admin_listen,
+            token_lifetime_seconds,
         }) => {
             init_logging(LogFormat::Text, "warn,access=info");
-            match runtime.block_on(demo::run(listen, admin_listen, shutdown_signal())) {
+            let options = demo::DemoOptions {
+                listen,
+                admin_listen,
+                token_lifetime_seconds,
+            };
+            match runtime.block_on(demo::run(options, shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("cognito-sidecar demo: {e}");
