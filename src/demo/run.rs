@@ -334,7 +334,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs the [login] configuration of issue 11 (lands in main)"]
     fn the_demo_configuration_signs_browsers_in_everywhere_but_the_public_routes() {
         let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
         let login = DemoLogin {
