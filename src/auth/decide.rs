@@ -73,9 +73,7 @@ pub(super) fn decide(
         cached,
         learned,
         websocket: route.websocket,
-        token_query_param: (!route.token_query_param.is_empty())
-            .then(|| route.token_query_param.clone()),
-        token_cookie: (!route.token_cookie.is_empty()).then(|| route.token_cookie.clone()),
+        sources: Arc::clone(&route.token_sources),
     };
     if policy.preflight == PreflightMode::Forward && is_preflight(parts) {
         return Ok(admit(Admit::Preflight, None, None, None));

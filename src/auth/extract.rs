@@ -6,7 +6,7 @@ use http::request::Parts;
 use http::{Method, header};
 
 use super::Denial;
-use crate::config::RouteConfig;
+use crate::config::{RouteConfig, TokenSource};
 use crate::credential;
 
 /// RFC 6750 b64token characters: `ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/"`
@@ -45,55 +45,109 @@ pub(super) fn single<'a>(
     }
 }
 
-/// The bearer credential, from the `Authorization` header, or from the query parameter
-/// or cookie a route opted in to (browsers cannot set headers on WebSockets). Offering
-/// more than one is an invalid request (RFC 6750 section 2).
+/// Whether `s` is a compact JWS: three non-empty base64url segments. The only thing a
+/// scheme-less `Authorization` value may be to count as a raw token.
+pub(super) fn is_compact_jws(s: &str) -> bool {
+    let mut segments = 0;
+    for seg in s.split('.') {
+        segments += 1;
+        if seg.is_empty()
+            || !seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return false;
+        }
+    }
+    segments == 3
+}
+
+/// The credential, from the sources the route accepts (`token_sources`: the
+/// `Authorization` header as `Bearer` or raw, named headers, query parameters,
+/// cookies). Offering more than one is an invalid request (RFC 6750 section 2), and so
+/// is an RFC 6750 `access_token` query parameter beside another credential even where
+/// the route does not take tokens from the query.
 pub(super) fn extract<'a>(
     parts: &'a Parts,
     route: &'a RouteConfig,
 ) -> Result<Credential<'a>, Denial> {
-    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
-    let header_token = match values.next() {
-        None => None,
-        Some(_) if values.next().is_some() => return Err(Denial::InvalidRequest),
-        Some(value) => {
-            let value = value.to_str().map_err(|_| Denial::InvalidRequest)?;
-            let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-            // Basic, Digest, ...: no bearer credential was offered.
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| rest.trim_start_matches(' '))
+    let sources = &*route.token_sources;
+    let mut offered = 0usize;
+    let mut token = None;
+    let mut offer = |t: Option<&'a str>| {
+        if let Some(t) = t {
+            offered += 1;
+            token = Some(t);
         }
     };
-    let query_name = if route.token_query_param.is_empty() {
-        "access_token"
-    } else {
-        route.token_query_param.as_str()
-    };
-    let query_token = match parts.uri.query() {
-        Some(q) => single(credential::query_values(q, query_name))?,
-        None => None,
-    };
-    let cookie_token = if route.token_cookie.is_empty() {
-        None
-    } else {
-        single(credential::cookie_values(
-            &parts.headers,
-            &route.token_cookie,
-        ))?
-    };
-    let accepted_query = query_token.filter(|_| !route.token_query_param.is_empty());
-    let offered = [
-        header_token.is_some(),
-        query_token.is_some(),
-        cookie_token.is_some(),
-    ];
-    if offered.iter().filter(|o| **o).count() > 1 {
+    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    match (values.next(), values.next()) {
+        (Some(_), Some(_)) => return Err(Denial::InvalidRequest),
+        (Some(value), None) => {
+            let value = value.to_str().map_err(|_| Denial::InvalidRequest)?;
+            // `Bearer` with nothing after it (trailing space trimmed) is an empty token.
+            let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+            let has_scheme = value.contains(' ') || scheme.eq_ignore_ascii_case("bearer");
+            offer(match has_scheme.then_some((scheme, rest)) {
+                Some((scheme, rest))
+                    if scheme.eq_ignore_ascii_case("bearer")
+                        && sources.contains(&TokenSource::Bearer) =>
+                {
+                    Some(rest.trim_start_matches(' '))
+                }
+                None if sources.contains(&TokenSource::Raw) && is_compact_jws(value) => Some(value),
+                // Basic, Digest, a scheme this route does not take, or an opaque
+                // string: no credential was offered.
+                _ => None,
+            });
+        }
+        (None, _) => {}
+    }
+    let mut takes_rfc_query = false;
+    for source in sources {
+        match source {
+            TokenSource::Bearer | TokenSource::Raw => {}
+            TokenSource::Header(name) => {
+                let mut values = parts.headers.get_all(name).iter();
+                let value = match (values.next(), values.next()) {
+                    (Some(_), Some(_)) => return Err(Denial::InvalidRequest),
+                    (v, _) => v,
+                };
+                if let Some(v) = value {
+                    let v = v.to_str().map_err(|_| Denial::InvalidRequest)?;
+                    let v = match v.split_once(' ') {
+                        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+                            rest.trim_start_matches(' ')
+                        }
+                        _ => v,
+                    };
+                    offer(Some(v));
+                }
+            }
+            TokenSource::Query(name) => {
+                takes_rfc_query |= name == "access_token";
+                if let Some(q) = parts.uri.query() {
+                    offer(single(credential::query_values(q, name))?);
+                }
+            }
+            TokenSource::Cookie(name) => {
+                offer(single(credential::cookie_values(&parts.headers, name))?);
+            }
+        }
+    }
+    if !takes_rfc_query
+        && let Some(q) = parts.uri.query()
+        && single(credential::query_values(q, "access_token"))?.is_some()
+    {
+        // Counted, never accepted: this route does not take tokens from the query.
+        offered += 1;
+    }
+    if offered > 1 {
         return Err(Denial::InvalidRequest);
     }
-    Ok(match header_token.or(accepted_query).or(cookie_token) {
-        Some(t) => Credential::Bearer(t),
-        None => Credential::None,
+    Ok(match token {
+        Some(t) if offered == 1 => Credential::Bearer(t),
+        _ => Credential::None,
     })
 }
 

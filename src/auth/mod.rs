@@ -307,10 +307,9 @@ pub struct Admission {
     pub learned: Option<Arc<Remembered>>,
     /// The route bridges WebSocket upgrades.
     pub websocket: bool,
-    /// Query parameter the route may take a token from: removed before forwarding.
-    pub token_query_param: Option<String>,
-    /// Cookie the route may take a token from: removed before forwarding.
-    pub token_cookie: Option<String>,
+    /// Where the route takes credentials from: query parameters, cookies and headers
+    /// among them are removed before forwarding.
+    pub sources: std::sync::Arc<[crate::config::TokenSource]>,
 }
 
 /// The outcome of [`authorize`].

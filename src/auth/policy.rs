@@ -68,6 +68,7 @@ impl Policy {
                 websocket: false,
                 token_query_param: String::new(),
                 token_cookie: String::new(),
+                token_sources: cfg.token_sources.clone(),
             },
             max_token_bytes: cfg.limits.max_token_bytes,
             preflight: cfg.cors_preflight,

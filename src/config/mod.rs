@@ -33,6 +33,7 @@ mod login;
 mod pools;
 mod raw;
 mod routes;
+mod sources;
 mod tls;
 mod validate;
 
@@ -41,6 +42,7 @@ pub use self::limits::{CacheSettings, Limits, ShutdownSettings};
 pub use self::login::{CLIENT_SECRET_ENV, LoginSettings, SESSION_KEYS_ENV, Secret};
 pub use self::pools::{IssuerFormat, JwksSettings, MAX_LEEWAY_SECONDS, PoolConfig};
 pub use self::routes::{AuthMode, PathMatch, RouteConfig};
+pub use self::sources::{TokenSource, default_sources};
 pub use self::tls::TlsSettings;
 pub use crate::header_names::normalize_header_name;
 pub use crate::token::TokenUse;
@@ -190,6 +192,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// Browser sign-in; `None` unless `[login]` is set.
     pub login: Option<LoginSettings>,
+    /// Where credentials may come from on routes that do not say (`token_sources`).
+    pub token_sources: std::sync::Arc<[TokenSource]>,
 }
 
 /// Defaults of the optional top-level keys whose type has no `#[default]` of its own
@@ -244,6 +248,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "jwks",
     "identity",
     "login",
+    "token_sources",
 ];
 
 /// The `COGNITO_SIDECAR_*` variables (except `COGNITO_SIDECAR_CONFIG`, the file path),

@@ -69,6 +69,7 @@ pub(super) struct RawRoute {
     pub(super) token_query_param: String,
     #[serde(default)]
     pub(super) token_cookie: String,
+    pub(super) token_sources: Option<Vec<String>>,
 }
 
 /// `[tls]`.

@@ -1,11 +1,14 @@
 //! `[[routes]]`: which requests need which credentials. Typed rules and their checks;
 //! the request-time matching is in the `auth` module.
 
+use std::sync::Arc;
+
 use figment::value::Value;
 use serde::Deserialize;
 
 use super::TokenUse;
 use super::raw::RawRoute;
+use super::sources::{TokenSource, is_token_name};
 use super::validate::{Root, Validator};
 
 /// How a route treats credentials.
@@ -67,11 +70,19 @@ pub struct RouteConfig {
     pub token_query_param: String,
     /// Cookie a token may also come from; empty: header only.
     pub token_cookie: String,
+    /// Every place a credential may come from on this route: the route's
+    /// `token_sources` (else the top-level list), plus `token_query_param` and
+    /// `token_cookie`.
+    pub token_sources: Arc<[TokenSource]>,
 }
 
 impl Validator {
     /// `[[routes]]` (optional; none means every path requires a token).
-    pub(super) fn routes(&mut self, root: &Root) -> Option<Vec<RouteConfig>> {
+    pub(super) fn routes(
+        &mut self,
+        root: &Root,
+        global: Option<&Arc<[TokenSource]>>,
+    ) -> Option<Vec<RouteConfig>> {
         let items = self.optional::<Vec<Value>>(root, "routes", Vec::new())?;
         let mut routes = Vec::new();
         let mut ok = true;
@@ -81,7 +92,7 @@ impl Validator {
                 ok = false;
                 continue;
             };
-            match self.route(&key, raw) {
+            match self.route(&key, raw, global) {
                 Some(r) => routes.push(r),
                 None => ok = false,
             }
@@ -90,7 +101,12 @@ impl Validator {
     }
 
     /// One `[[routes]]` entry (`key` is `routes[i]`).
-    fn route(&mut self, key: &str, raw: RawRoute) -> Option<RouteConfig> {
+    fn route(
+        &mut self,
+        key: &str,
+        raw: RawRoute,
+        global: Option<&Arc<[TokenSource]>>,
+    ) -> Option<RouteConfig> {
         let before = self.problems.len();
         if !raw.path.starts_with('/') {
             self.problem(&format!("{key}.path"), "must start with '/'");
@@ -143,14 +159,38 @@ impl Validator {
                 "scopes can only be met by access tokens; remove \"id\" from token_use",
             );
         }
-        let token_name_ok = |n: &str| {
-            n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        };
+        let token_name_ok = |n: &str| n.is_empty() || is_token_name(n);
         if !token_name_ok(&raw.token_query_param) || !token_name_ok(&raw.token_cookie) {
             self.problem(
                 &format!("{key}.token_query_param"),
                 "query parameter and cookie names are letters, digits, '-', '_', '.'",
+            );
+        }
+        let mut sources = match &raw.token_sources {
+            Some(list) => self
+                .source_list(&format!("{key}.token_sources"), list)
+                .unwrap_or_default(),
+            None => global.map(|g| g.to_vec()).unwrap_or_default(),
+        };
+        if !raw.token_query_param.is_empty() {
+            let q = TokenSource::Query(raw.token_query_param.clone());
+            if !sources.contains(&q) {
+                sources.push(q);
+            }
+        }
+        if !raw.token_cookie.is_empty() {
+            let c = TokenSource::Cookie(raw.token_cookie.clone());
+            if !sources.contains(&c) {
+                sources.push(c);
+            }
+        }
+        if raw.auth == AuthMode::Login
+            && global.is_some()
+            && !sources.contains(&TokenSource::Bearer)
+        {
+            self.problem(
+                &format!("{key}.token_sources"),
+                "a login route needs \"bearer\" (the session presents its ID token as a bearer token)",
             );
         }
         if raw.groups.iter().chain(&raw.scopes).any(String::is_empty) {
@@ -170,6 +210,7 @@ impl Validator {
             websocket: raw.websocket,
             token_query_param: raw.token_query_param,
             token_cookie: raw.token_cookie,
+            token_sources: sources.into(),
         })
     }
 }

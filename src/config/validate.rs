@@ -155,7 +155,8 @@ impl Validator {
         let log_format = self.optional(root, "log_format", LogFormat::default());
         let log_level = self.optional(root, "log_level", Config::DEFAULT_LOG_LEVEL.to_owned());
         let pools = self.pools(root);
-        let routes = self.routes(root);
+        let token_sources = self.token_sources(root);
+        let routes = self.routes(root, token_sources.as_ref());
         let limits = self.limits(root);
         let jwks = self.jwks(root);
         let identity = self.identity(root);
@@ -222,6 +223,7 @@ impl Validator {
             jwks: jwks?,
             identity: identity?,
             login: login?,
+            token_sources: token_sources?,
         })
     }
 

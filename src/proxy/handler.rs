@@ -20,7 +20,7 @@ use super::websocket;
 use super::*;
 use crate::auth::{self, Admission, Admit, Decision, Denial};
 use crate::clock::{Instant, unix_now};
-use crate::config::{Config, UpstreamProtocol};
+use crate::config::{Config, TokenSource, UpstreamProtocol};
 use crate::headers::{self, Forwarding};
 
 /// The TCP peer is in `trusted_proxies`.
@@ -236,7 +236,13 @@ pub(super) fn upstream_request_filter(
     let rules = headers::Inbound {
         identity: &cfg.identity,
         managed: &shared.managed,
-        extra: &cfg.strip_headers,
+        // Credential headers (`header:NAME` sources of any route) go unless this
+        // request's verified credential is forwarded on purpose.
+        extra: if keep_credentials {
+            &cfg.strip_headers
+        } else {
+            &shared.strip_with_credentials
+        },
         trusted_peer,
         keep_authorization: keep_credentials,
     };
@@ -257,12 +263,13 @@ pub(super) fn upstream_request_filter(
     {
         let config = Arc::clone(&shared.config);
         let managed = Arc::clone(&shared.managed);
+        let strip = Arc::clone(&shared.strip_with_credentials);
         body.map_frame(move |frame| match frame.into_trailers() {
             Ok(mut trailers) => {
                 let rules = headers::Inbound {
                     identity: &config.identity,
                     managed: &managed,
-                    extra: &config.strip_headers,
+                    extra: &strip,
                     trusted_peer,
                     keep_authorization: false,
                 };
@@ -315,16 +322,19 @@ pub(super) fn upstream_request_filter(
     if websocket {
         websocket::set_upgrade_headers(&mut parts.headers);
     }
-    if let Some(name) = &admission.token_cookie
-        && !keep_credentials
-    {
-        headers::remove_cookie(&mut parts.headers, name);
+    let mut query = parts.uri.query().map(str::to_owned);
+    for source in admission.sources.iter() {
+        match source {
+            TokenSource::Cookie(name) if !keep_credentials => {
+                headers::remove_cookie(&mut parts.headers, name);
+            }
+            // A token taken from the query never travels further (backend access logs).
+            TokenSource::Query(name) => {
+                query = query.and_then(|q| crate::credential::query_without(&q, name));
+            }
+            _ => {}
+        }
     }
-    let query = match (&admission.token_query_param, parts.uri.query()) {
-        // A token taken from the query never travels further (backend access logs).
-        (Some(name), Some(q)) => crate::credential::query_without(q, name),
-        (_, q) => q.map(str::to_owned),
-    };
     let path_and_query = match query {
         Some(q) => format!("{}?{q}", admission.path),
         None => admission.path.clone(),

@@ -19,7 +19,7 @@ use super::respond::answer;
 use super::*;
 use crate::auth::{Decision, Denial, Identity};
 use crate::clock::{Instant, unix_now};
-use crate::config::AuthMode;
+use crate::config::{AuthMode, TokenSource};
 use crate::login::Login;
 use crate::login::browser::{is_navigation, may_use_session};
 use crate::login::flow::{Callback, parse_callback};
@@ -62,10 +62,11 @@ pub(super) async fn decide(
         };
         return Gate::Answer(response, outcome);
     }
-    let login_route = canonical
+    let route = canonical
         .as_deref()
-        .is_some_and(|c| shared.policy.route(&parts.method, c).auth == AuthMode::Login);
-    if !login_route || parts.headers.contains_key(header::AUTHORIZATION) {
+        .map(|c| shared.policy.route(&parts.method, c));
+    let login_route = route.is_some_and(|r| r.auth == AuthMode::Login);
+    if !login_route || route.is_some_and(|r| offers_credential(parts, r)) {
         login.strip_cookies(&mut parts.headers);
         return Gate::Decided(request_filter(parts, shared).await, Vec::new());
     }
@@ -325,6 +326,23 @@ async fn refresh(
         }
         _ => Err("token_rejected"),
     }
+}
+
+/// Whether the request brings a credential of its own (any of the route's sources):
+/// then it is checked as such and the session is not consulted.
+fn offers_credential(parts: &Parts, route: &crate::config::RouteConfig) -> bool {
+    parts.headers.contains_key(header::AUTHORIZATION)
+        || route.token_sources.iter().any(|s| match s {
+            TokenSource::Bearer | TokenSource::Raw => false,
+            TokenSource::Header(h) => parts.headers.contains_key(h),
+            TokenSource::Cookie(c) => crate::credential::cookie_values(&parts.headers, c)
+                .next()
+                .is_some(),
+            TokenSource::Query(q) => parts
+                .uri
+                .query()
+                .is_some_and(|query| crate::credential::query_values(query, q).next().is_some()),
+        })
 }
 
 /// Unsafe methods acting on a session must come from the site's own pages (`Origin`,

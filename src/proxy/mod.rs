@@ -73,6 +73,8 @@ pub struct Shared {
     pub cache: Option<crate::cache::TokenCache>,
     /// Browser sign-in (`None` without `[login]`).
     pub login: Option<crate::login::Login>,
+    /// `strip_headers` plus every `header:NAME` token source (normalized names).
+    pub strip_with_credentials: Arc<[String]>,
 }
 
 impl Shared {
@@ -99,7 +101,22 @@ impl Shared {
         let cache = (config.cache.max_entries > 0).then(|| {
             crate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes)
         });
+        let mut strip_with_credentials = config.strip_headers.clone();
+        let sources = config
+            .routes
+            .iter()
+            .flat_map(|r| r.token_sources.iter())
+            .chain(config.token_sources.iter());
+        for source in sources {
+            if let crate::config::TokenSource::Header(h) = source {
+                let name = normalize_header_name(h.as_str());
+                if !strip_with_credentials.contains(&name) {
+                    strip_with_credentials.push(name);
+                }
+            }
+        }
         Ok(Self {
+            strip_with_credentials: strip_with_credentials.into(),
             login,
             cache,
             policy: Policy::from_config(&config),
