@@ -27,6 +27,7 @@ use figment::value::Value;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod alb;
 mod identity;
 mod limits;
 mod login;
@@ -36,6 +37,7 @@ mod routes;
 mod tls;
 mod validate;
 
+pub use self::alb::{AlbDataSettings, AlbSettings};
 pub use self::identity::IdentityConfig;
 pub use self::limits::{CacheSettings, Limits, ShutdownSettings};
 pub use self::login::{CLIENT_SECRET_ENV, LoginSettings, SESSION_KEYS_ENV, Secret};
@@ -190,6 +192,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// Browser sign-in; `None` unless `[login]` is set.
     pub login: Option<LoginSettings>,
+    /// Identity from an authenticating ALB; `None` unless `[alb]` is set.
+    pub alb: Option<AlbSettings>,
 }
 
 /// Defaults of the optional top-level keys whose type has no `#[default]` of its own
@@ -244,6 +248,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "jwks",
     "identity",
     "login",
+    "alb",
 ];
 
 /// The `COGNITO_SIDECAR_*` variables (except `COGNITO_SIDECAR_CONFIG`, the file path),
