@@ -14,7 +14,8 @@
 //!    credential parser), [`seal`] (sealed cookie values).
 //! 2. [`config`]: figment (TOML + `COGNITO_SIDECAR_*`) -> validated [`config::Config`].
 //! 3. [`jwks`]: key sets (PURE parse) and the per-pool refresher (I/O); [`issuer`], the
-//!    development issuer.
+//!    development issuer; [`alb`], the `x-amzn-oidc-data` header of an authenticating
+//!    ALB (PURE parse and verify) and its load balancers' keys (I/O).
 //! 4. [`auth`]: PURE `authorize(parts, now, keys, policy) -> Decision`.
 //! 5. [`cache`] (the verified-token cache around the decision), [`headers`] (PURE
 //!    header hygiene: strip, then inject identity and forwarding headers) and
@@ -42,6 +43,7 @@
 #![deny(clippy::disallowed_methods)]
 
 pub mod admin;
+pub mod alb;
 pub mod auth;
 pub mod cache;
 pub mod clock;

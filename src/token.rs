@@ -97,6 +97,16 @@ fn decode_object(segment: &str) -> Result<Map<String, Value>, TokenError> {
         .map_err(|_| TokenError::Malformed)
 }
 
+/// Parses JSON bytes as one object whose members are unique (nested values as
+/// `serde_json` reads them); `None` for anything else. Shared with other strict JWS
+/// readers (the ALB data header).
+#[must_use]
+pub fn unique_object(bytes: &[u8]) -> Option<Map<String, Value>> {
+    serde_json::from_slice::<UniqueObject>(bytes)
+        .ok()
+        .map(|o| o.0)
+}
+
 /// True if `token` has the compact JWS shape: three non-empty base64url segments,
 /// no padding, nothing else (rejects JWE and JSON serialization).
 #[must_use]

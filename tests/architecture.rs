@@ -29,8 +29,8 @@ const LAYERS: &[&[&str]] = &[
     ],
     // Typed, validated configuration.
     &["config"],
-    // Keys: JWKS sets and their refresher; the development issuer.
-    &["jwks", "issuer"],
+    // Keys: JWKS sets and their refresher; the development issuer; ALB keys and data.
+    &["jwks", "issuer", "alb"],
     // The pure decision.
     &["auth"],
     // Around the decision: the verified-token cache, header hygiene.

@@ -27,6 +27,7 @@ use figment::value::Value;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod alb;
 mod identity;
 mod limits;
 mod login;
@@ -37,6 +38,7 @@ mod sources;
 mod tls;
 mod validate;
 
+pub use self::alb::{AlbDataSettings, AlbSettings};
 pub use self::identity::IdentityConfig;
 pub use self::limits::{CacheSettings, Limits, ShutdownSettings};
 pub use self::login::{CLIENT_SECRET_ENV, LoginSettings, SESSION_KEYS_ENV, Secret};
@@ -194,6 +196,8 @@ pub struct Config {
     pub login: Option<LoginSettings>,
     /// Where credentials may come from on routes that do not say (`token_sources`).
     pub token_sources: std::sync::Arc<[TokenSource]>,
+    /// Identity from an authenticating ALB; `None` unless `[alb]` is set.
+    pub alb: Option<AlbSettings>,
 }
 
 /// Defaults of the optional top-level keys whose type has no `#[default]` of its own
@@ -249,6 +253,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "identity",
     "login",
     "token_sources",
+    "alb",
 ];
 
 /// The `COGNITO_SIDECAR_*` variables (except `COGNITO_SIDECAR_CONFIG`, the file path),

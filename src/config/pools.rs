@@ -321,7 +321,7 @@ fn check_jwks_url(url: &str, allow_insecure: bool) -> Result<(), JwksUrlError> {
 }
 
 /// `localhost` or a loopback IP literal (brackets allowed).
-fn is_loopback_host(host: &str) -> bool {
+pub(super) fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost")
         || h.parse::<std::net::IpAddr>()

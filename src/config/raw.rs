@@ -153,6 +153,23 @@ pub(super) struct RawIdentity {
     pub(super) claims: BTreeMap<String, String>,
 }
 
+/// `[alb]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlb {
+    #[serde(default)]
+    pub(super) access_token: bool,
+    #[serde(default)]
+    pub(super) verify_data: bool,
+    pub(super) signer_arn: Option<String>,
+    pub(super) region: Option<String>,
+    pub(super) public_key_url: Option<String>,
+    #[serde(default)]
+    pub(super) allow_insecure_public_key_url: bool,
+    pub(super) key_fetch_timeout_ms: Option<u64>,
+    pub(super) leeway_seconds: Option<u64>,
+}
+
 /// `[login]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

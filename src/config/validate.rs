@@ -161,6 +161,7 @@ impl Validator {
         let jwks = self.jwks(root);
         let identity = self.identity(root);
         let login = self.login(root, pools.as_deref());
+        let alb = self.alb(root, pools.as_deref());
         if login.as_ref().is_some_and(Option::is_none)
             && let Some(rs) = &routes
         {
@@ -224,6 +225,7 @@ impl Validator {
             identity: identity?,
             login: login?,
             token_sources: token_sources?,
+            alb: alb?,
         })
     }
 

@@ -11,7 +11,9 @@
 //! - [`process`]: the one process guard, the binary's command line, the one racy port
 //!   picker (documented there);
 //! - [`binary`]: the one launcher for the real binary;
-//! - [`h2`]: hand-written HTTP/2 frames (not re-exported: `use support::h2::*`).
+//! - [`h2`]: hand-written HTTP/2 frames (not re-exported: `use support::h2::*`);
+//! - [`alb`]: a load balancer stand-in that signs `x-amzn-oidc-data` and serves its
+//!   public keys (not re-exported: `use support::alb::*`).
 #![allow(
     dead_code,
     unused_imports,
@@ -25,6 +27,7 @@
     reason = "test harness"
 )]
 
+pub mod alb;
 pub mod binary;
 pub mod claims;
 pub mod config;
