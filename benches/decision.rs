@@ -104,6 +104,7 @@ fn benches(c: &mut Criterion) {
             keys: Some(Arc::new(issuer.key_set())),
             fetched_at: now(),
         }],
+        alb: None,
     };
     let cfg = config();
     let policy = Policy::from_config(&cfg);

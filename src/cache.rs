@@ -194,6 +194,7 @@ mod tests {
                 },
                 full.pools[1].clone(),
             ],
+            alb: None,
         };
         let tokens: Vec<String> = (0..40)
             .map(|_| {

@@ -188,9 +188,14 @@ pub async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new()?);
+    let alb_reasons: &[&str] = match config.alb.as_ref().and_then(|a| a.data.as_ref()) {
+        Some(_) => alb::AlbError::REASONS,
+        None => &[],
+    };
     for reason in auth::Denial::REASONS
         .iter()
         .chain(&["body_too_large", "body_timeout"])
+        .chain(alb_reasons)
     {
         metrics.denied.with_label_values(&[reason]);
     }

@@ -143,6 +143,7 @@ fn snapshot() -> &'static KeysSnapshot {
             keys: Some(Arc::new(issuer().key_set())),
             fetched_at: NOW - 10,
         }],
+        alb: None,
     })
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use http::Method;
 use http::request::Parts;
 
+use super::alb::alb_identity;
 use super::extract::{Credential, extract, is_b64token, is_preflight};
 use super::policy::{PoolPolicy, usable};
 use super::{Admission, Admit, Decision, Denial, Earlier, Identity, Policy, Remembered};
@@ -85,6 +86,18 @@ pub(super) fn decide(
         Credential::None if route.auth == AuthMode::Optional => {
             return Ok(admit(Admit::Anonymous, None, None, None));
         }
+        Credential::None if policy.alb.as_ref().is_some_and(|a| a.identity_from_data) => {
+            // Behind an authenticating ALB: its signed data header is the credential.
+            let alb = policy.alb.as_ref().ok_or(Denial::Missing)?;
+            let identity = alb_identity(parts, now, keys, alb)?;
+            route_rules(route, &identity.claims)?;
+            return Ok(admit(
+                Admit::Authenticated,
+                Some(Arc::new(identity)),
+                None,
+                None,
+            ));
+        }
         Credential::None => {
             // Nothing can be verified while no pool has keys: say so instead of 401.
             let any =
@@ -105,7 +118,24 @@ pub(super) fn decide(
     }
     let (identity, learned) = verify_reusing(token, now, keys, policy, earlier)?;
     let cached = learned.is_none();
-    let claims = &identity.claims;
+    route_rules(route, &identity.claims)?;
+    if let Some(alb) = &policy.alb {
+        // Both the access token and the load balancer's data header: the same user.
+        let data = alb_identity(parts, now, keys, alb)?;
+        if data.claims.sub != identity.claims.sub {
+            return Err(Denial::AlbMismatch);
+        }
+    }
+    Ok(admit(
+        Admit::Authenticated,
+        Some(identity),
+        Some(cached),
+        learned,
+    ))
+}
+
+/// The route's token kinds, groups and scopes, checked against verified claims.
+fn route_rules(route: &crate::config::RouteConfig, claims: &Claims) -> Result<(), Denial> {
     if !route.token_use.is_empty() && !route.token_use.contains(&claims.token_use) {
         return Err(Denial::WrongTokenUse);
     }
@@ -123,12 +153,7 @@ pub(super) fn decide(
             return Err(Denial::InsufficientScope { scopes: scopes() });
         }
     }
-    Ok(admit(
-        Admit::Authenticated,
-        Some(identity),
-        Some(cached),
-        learned,
-    ))
+    Ok(())
 }
 
 /// Verifies a bearer token against the pool its `iss` names.

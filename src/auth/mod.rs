@@ -11,6 +11,7 @@
 //! [`Identity`]); `policy.rs` compiles the configuration into a [`Policy`];
 //! `extract.rs` finds the credential; `decide.rs` is the decision itself.
 
+mod alb;
 mod decide;
 mod extract;
 mod policy;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use crate::token::Claims;
 
+pub use alb::ALB_POOL;
 pub use decide::{authorize, authorize_with, verify};
 pub use policy::Policy;
 
@@ -88,6 +90,15 @@ pub enum Denial {
         /// The route's scopes, space-separated, for the challenge.
         scopes: String,
     },
+    /// `x-amzn-oidc-data` refused (`[alb] verify_data`).
+    Alb(crate::alb::AlbError),
+    /// `x-amzn-oidc-data` names a key not fetched yet: the caller may fetch it.
+    UnknownAlbKid {
+        /// The key id to fetch.
+        kid: String,
+    },
+    /// The access token and the ALB data header name different users.
+    AlbMismatch,
 }
 
 impl Denial {
@@ -132,6 +143,9 @@ impl Denial {
             Self::Forbidden => "forbidden",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::ScopesNeedAccessToken { .. } => "scopes_need_access_token",
+            Self::Alb(e) => e.reason(),
+            Self::UnknownAlbKid { .. } => "alb_unknown_kid",
+            Self::AlbMismatch => "alb_subject_mismatch",
         }
     }
 
@@ -201,11 +215,21 @@ impl Denial {
             Self::ScopesNeedAccessToken { .. } => {
                 "the route requires scopes and the token is an ID token: scopes are read from access tokens only, never from an ID token's scope claim"
             }
+            Self::Alb(_) => {
+                "the load balancer's x-amzn-oidc-data header did not verify (format, ES256 signature, signer ARN, exp) or its key could not be fetched"
+            }
+            Self::UnknownAlbKid { .. } => {
+                "the load balancer's key endpoint has no public key for the data header's kid"
+            }
+            Self::AlbMismatch => {
+                "the access token and the load balancer's data header name different users (sub)"
+            }
         }
     }
 
-    /// Every reason label, for pre-creating metric series.
-    pub const REASONS: [&'static str; 24] = [
+    /// Every reason label, for pre-creating metric series ([`crate::alb::AlbError::REASONS`]
+    /// are the reasons of [`Denial::Alb`]).
+    pub const REASONS: [&'static str; 25] = [
         "bad_path",
         "method_not_allowed",
         "bad_method",
@@ -230,6 +254,7 @@ impl Denial {
         "forbidden",
         "insufficient_scope",
         "scopes_need_access_token",
+        "alb_subject_mismatch",
     ];
 }
 

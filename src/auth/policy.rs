@@ -29,6 +29,7 @@ pub struct Policy {
     pub(super) preflight: PreflightMode,
     pub(super) max_stale: i64,
     pub(super) strict_path: bool,
+    pub(super) alb: Option<super::alb::AlbPolicy>,
 }
 
 impl Policy {
@@ -53,10 +54,41 @@ impl Policy {
                 }
             })
             .collect();
+        // `[alb] access_token`: the load balancer's access token is one more source on
+        // every route.
+        let alb_source = cfg.alb.as_ref().filter(|a| a.access_token).map(|_| {
+            crate::config::TokenSource::Header(http::HeaderName::from_static(
+                "x-amzn-oidc-accesstoken",
+            ))
+        });
+        let with_alb = |sources: &std::sync::Arc<[crate::config::TokenSource]>| match &alb_source {
+            Some(s) if !sources.contains(s) => {
+                let mut v = sources.to_vec();
+                v.push(s.clone());
+                v.into()
+            }
+            _ => std::sync::Arc::clone(sources),
+        };
+        let routes = cfg
+            .routes
+            .iter()
+            .map(|r| RouteConfig {
+                token_sources: with_alb(&r.token_sources),
+                ..r.clone()
+            })
+            .collect();
+        let alb = cfg.alb.as_ref().and_then(|a| {
+            a.data.as_ref().map(|d| super::alb::AlbPolicy {
+                signer_arn: d.signer_arn.clone(),
+                leeway: secs(d.leeway_seconds),
+                identity_from_data: !a.access_token,
+            })
+        });
         Self {
             pools,
             issuers,
-            routes: cfg.routes.clone(),
+            alb,
+            routes,
             default_route: RouteConfig {
                 path: "/".to_owned(),
                 path_match: PathMatch::Prefix,
@@ -68,7 +100,7 @@ impl Policy {
                 websocket: false,
                 token_query_param: String::new(),
                 token_cookie: String::new(),
-                token_sources: cfg.token_sources.clone(),
+                token_sources: with_alb(&cfg.token_sources),
             },
             max_token_bytes: cfg.limits.max_token_bytes,
             preflight: cfg.cors_preflight,

@@ -86,6 +86,7 @@ pub(crate) fn keys() -> KeysSnapshot {
                 fetched_at: NOW - 10,
             },
         ],
+        alb: None,
     }
 }
 
@@ -561,6 +562,7 @@ fn connect_and_trace_are_not_allowed() {
 fn without_any_keys_protected_routes_are_unavailable_and_public_ones_work() {
     let empty = KeysSnapshot {
         pools: vec![PoolKeys::default(), PoolKeys::default()],
+        alb: None,
     };
     let d = authorize(&request("GET", "/api/x", &[], &[]), NOW, &empty, &policy());
     assert_eq!(denial(d), Some(Denial::KeysUnavailable));

@@ -35,6 +35,9 @@ pub struct PoolKeys {
 pub struct KeysSnapshot {
     /// One entry per configured pool.
     pub pools: Vec<PoolKeys>,
+    /// The load balancer's keys (`[alb] verify_data`), by kid; set by the caller that
+    /// owns the ALB key store, `None` without one.
+    pub alb: Option<Arc<crate::alb::AlbKeySet>>,
 }
 
 #[derive(Default)]
@@ -95,6 +98,7 @@ impl Jwks {
         Ok(Arc::new(Self {
             snapshot: ArcSwap::from_pointee(KeysSnapshot {
                 pools: vec![PoolKeys::default(); pools.len()],
+                alb: None,
             }),
             write: Mutex::new(()),
             slots,

@@ -193,11 +193,28 @@ pub(super) async fn request_filter(parts: &Parts, shared: &Shared) -> Decision {
     {
         return decide(parts, shared);
     }
+    // The load balancer's key for this kid, fetched once (single flight, failures
+    // remembered, fetches budgeted inside `AlbKeys`); a key that cannot be had fails
+    // closed.
+    if let Decision::Deny(Denial::UnknownAlbKid { kid }) = &decision
+        && let Some(alb) = &shared.alb_keys
+    {
+        return match alb.fetch(kid).await {
+            Ok(_) => decide(parts, shared),
+            Err(e) => Decision::Deny(Denial::Alb(e)),
+        };
+    }
     decision
 }
 
 pub(super) fn decide(parts: &Parts, shared: &Shared) -> Decision {
-    let (now, keys) = (unix_now(), shared.jwks.snapshot());
+    let (now, mut keys) = (unix_now(), shared.jwks.snapshot());
+    if let Some(alb) = &shared.alb_keys {
+        keys = Arc::new(crate::jwks::KeysSnapshot {
+            alb: Some(alb.snapshot()),
+            ..(*keys).clone()
+        });
+    }
     let decision = match &shared.cache {
         Some(cache) => cache.authorize(parts, now, &keys, &shared.policy),
         None => auth::authorize(parts, now, &keys, &shared.policy),

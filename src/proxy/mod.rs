@@ -51,6 +51,9 @@ pub enum SharedError {
     /// The browser sign-in machinery could not be built.
     #[error("login: {0}")]
     Login(#[from] crate::login::LoginError),
+    /// The ALB key client could not be built.
+    #[error("alb: {0}")]
+    Alb(#[from] crate::alb::AlbClientError),
 }
 
 /// Everything a request handler needs, shared by all connections.
@@ -73,6 +76,8 @@ pub struct Shared {
     pub cache: Option<crate::cache::TokenCache>,
     /// Browser sign-in (`None` without `[login]`).
     pub login: Option<crate::login::Login>,
+    /// The load balancer's public keys (`[alb] verify_data`).
+    pub alb_keys: Option<Arc<crate::alb::AlbKeys>>,
     /// `strip_headers` plus every `header:NAME` token source (normalized names).
     pub strip_with_credentials: Arc<[String]>,
 }
@@ -91,6 +96,10 @@ impl Shared {
     ) -> Result<Self, SharedError> {
         let client = upstream::client(&config)?;
         let login = crate::login::Login::from_config(&config)?;
+        let alb_keys = match config.alb.as_ref().and_then(|a| a.data.as_ref()) {
+            Some(d) => Some(Arc::new(crate::alb::AlbKeys::from_settings(d)?)),
+            None => None,
+        };
         let managed = config
             .identity
             .managed_headers()
@@ -116,6 +125,7 @@ impl Shared {
             }
         }
         Ok(Self {
+            alb_keys,
             strip_with_credentials: strip_with_credentials.into(),
             login,
             cache,

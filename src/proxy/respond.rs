@@ -160,6 +160,21 @@ pub(crate) fn answer(denial: &Denial) -> Answer {
                 r#"{"error":"temporarily_unavailable"}"#,
             )
         },
+        Denial::Alb(e) if e.is_unavailable() => Answer {
+            retry: true,
+            ..a(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                None,
+                r#"{"error":"temporarily_unavailable"}"#,
+            )
+        },
+        Denial::Alb(_) | Denial::UnknownAlbKid { .. } | Denial::AlbMismatch => a(
+            StatusCode::UNAUTHORIZED,
+            "denied",
+            Some("invalid_token"),
+            INVALID_TOKEN,
+        ),
         Denial::Forbidden
         | Denial::InsufficientScope { .. }
         | Denial::ScopesNeedAccessToken { .. } => a(
@@ -254,6 +269,9 @@ mod tests {
                 scopes: scopes.clone(),
             },
             Denial::ScopesNeedAccessToken { scopes },
+            Denial::AlbMismatch,
+            Denial::Alb(crate::alb::AlbError::Signature),
+            Denial::UnknownAlbKid { kid: "k".into() },
         ]
     }
 
@@ -283,6 +301,9 @@ mod tests {
             Denial::Forbidden => 21,
             Denial::InsufficientScope { .. } => 22,
             Denial::ScopesNeedAccessToken { .. } => 23,
+            Denial::AlbMismatch => 24,
+            Denial::Alb(_) => 25,
+            Denial::UnknownAlbKid { .. } => 26,
         }
     }
 
@@ -292,7 +313,9 @@ mod tests {
         let indexes: Vec<usize> = all.iter().map(index).collect();
         assert_eq!(indexes, (0..all.len()).collect::<Vec<_>>());
         let reasons: Vec<&str> = all.iter().map(Denial::reason).collect();
-        assert_eq!(reasons, Denial::REASONS.to_vec(), "Denial::REASONS");
+        let mut expected = Denial::REASONS.to_vec();
+        expected.extend(["alb_bad_signature", "alb_unknown_kid"]);
+        assert_eq!(reasons, expected, "Denial::REASONS");
         for d in &all {
             let a = answer(d);
             let r = deny_response(d, "api", &Method::GET);
