@@ -39,7 +39,9 @@ mod validate;
 pub use self::identity::IdentityConfig;
 pub use self::limits::{CacheSettings, Limits, ShutdownSettings};
 pub use self::login::{CLIENT_SECRET_ENV, LoginSettings, SESSION_KEYS_ENV, Secret};
-pub use self::pools::{IssuerFormat, JwksSettings, MAX_LEEWAY_SECONDS, PoolConfig};
+pub use self::pools::{
+    IssuerFormat, JwksSettings, MAX_LEEWAY_SECONDS, MAX_POOL_ID_LEN, PoolConfig,
+};
 pub use self::routes::{AuthMode, PathMatch, RouteConfig};
 pub use self::tls::TlsSettings;
 pub use crate::header_names::normalize_header_name;

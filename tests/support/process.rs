@@ -1,6 +1,7 @@
 //! Child processes: the one process guard ([`ChildGuard`]), the command line of the real
-//! binary ([`sidecar_command`]), programs on `PATH`, and the one place a port is picked
-//! for a child process ([`free_port`]).
+//! binary ([`sidecar_command`]), the emulators (`moto_server` on `PATH`, cognito-local
+//! under `tests/cognito-local`), and the one place a port is picked for a child process
+//! ([`free_port`]).
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -88,6 +89,28 @@ pub fn moto_server() -> Option<PathBuf> {
         );
     }
     found
+}
+
+/// cognito-local as `npm ci` installs it in `tests/cognito-local` (the version pinned
+/// there); `None` (after saying why the caller skips) when it is not installed, a failure
+/// instead when `COGNITO_E2E_REQUIRE_COGNITO_LOCAL=1`.
+pub fn cognito_local() -> Option<PathBuf> {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cognito-local/node_modules/.bin/cognito-local");
+    if bin.is_file() {
+        return Some(bin);
+    }
+    assert!(
+        std::env::var("COGNITO_E2E_REQUIRE_COGNITO_LOCAL").as_deref() != Ok("1"),
+        "{} is missing but COGNITO_E2E_REQUIRE_COGNITO_LOCAL=1: install it with \
+         `(cd tests/cognito-local && npm ci)`",
+        bin.display()
+    );
+    eprintln!(
+        "skipping: cognito-local not installed (cd tests/cognito-local && npm ci; needs \
+         node; set COGNITO_E2E_REQUIRE_COGNITO_LOCAL=1 to make this a failure)"
+    );
+    None
 }
 
 /// A child process that is killed and reaped when dropped. Spawned with
