@@ -23,14 +23,11 @@
 mod support;
 
 use std::fmt::Write as _;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{ChildGuard, Env, JwksAnswer, JwksServer, POLL, Upstream, cognito_local};
+use support::{Env, JwksAnswer, JwksServer, Upstream, cognito_local, start_cognito_local};
 
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The issuer domain cognito-local is configured with (see the module docs).
 const ISSUER_DOMAIN: &str = "http://localhost:9229";
@@ -152,66 +149,6 @@ fn str_at(v: &Value, pointer: &str) -> Result<String, String> {
         .and_then(Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| format!("no {pointer} in {v}"))
-}
-
-/// The port in cognito-local's `Cognito Local running on http://127.0.0.1:PORT` line
-/// (which pino-pretty colours even into a file).
-fn logged_port(stdout: &str) -> Option<u16> {
-    let rest = stdout.split("running on http://127.0.0.1:").nth(1)?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-/// Starts cognito-local in `dir` (its `.cognito/` data directory) on a port of its own
-/// choosing and waits until it answers `/health`.
-async fn start_cognito_local(
-    bin: &Path,
-    dir: &Path,
-    client: &reqwest::Client,
-) -> Result<(ChildGuard, String), String> {
-    let data = dir.join(".cognito");
-    std::fs::create_dir_all(&data).map_err(|e| format!("{data:?}: {e}"))?;
-    let config = json!({
-        "TokenConfig": { "IssuerDomain": ISSUER_DOMAIN },
-        // Plain usernames (alice), not e-mail addresses.
-        "UserPoolDefaults": { "UsernameAttributes": [] },
-    });
-    std::fs::write(data.join("config.json"), config.to_string())
-        .map_err(|e| format!("write config.json: {e}"))?;
-    let mut cmd = Command::new(bin);
-    cmd.current_dir(dir)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0");
-    let mut child = ChildGuard::spawn("cognito-local", cmd, dir)?;
-    let deadline = Instant::now() + START_TIMEOUT;
-    let mut endpoint = None;
-    loop {
-        if let Some(status) = child.exited() {
-            return Err(format!(
-                "cognito-local exited ({status}) before answering\n{}\n{}",
-                child.stdout(),
-                child.stderr_tail()
-            ));
-        }
-        if endpoint.is_none() {
-            endpoint = logged_port(&child.stdout()).map(|p| format!("http://127.0.0.1:{p}"));
-        }
-        if let Some(url) = &endpoint {
-            let health = client.get(format!("{url}/health")).send().await;
-            if health.is_ok_and(|r| r.status() == 200) {
-                return Ok((child, url.clone()));
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "cognito-local did not answer /health within {START_TIMEOUT:?} \
-                 (logged endpoint: {endpoint:?})\n{}\n{}",
-                child.stdout(),
-                child.stderr_tail()
-            ));
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -536,7 +473,12 @@ async fn cognito_local_minted_tokens_of_a_non_aws_pool_id_through_the_sidecar() 
         .timeout(REQUEST_TIMEOUT)
         .build()
         .expect("client");
-    let (emulator, endpoint) = start_cognito_local(&bin, dir.path(), &client)
+    let config = json!({
+        "TokenConfig": { "IssuerDomain": ISSUER_DOMAIN },
+        // Plain usernames (alice), not e-mail addresses.
+        "UserPoolDefaults": { "UsernameAttributes": [] },
+    });
+    let (emulator, endpoint) = start_cognito_local(&bin, dir.path(), &config.to_string())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
