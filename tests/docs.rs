@@ -10,7 +10,8 @@
 //! - every configuration file shipped under `deploy/` loads, the Kubernetes ones with
 //!   the ports and bind addresses the manifests assume, and the pods' grace periods
 //!   cover each config's pre-stop delay and drain;
-//! - the compose setup script provisions moto and its config admits moto's tokens.
+//! - the compose setup script provisions moto and its config admits moto's tokens, and
+//!   the same for cognito-local with the compose override's config and template.
 //!
 //! `.ci/deploy-checks` validates the YAML, Dockerfiles and rules with external tools.
 #![allow(
@@ -35,8 +36,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 use support::{
-    ChildGuard, Env, JwksAnswer, JwksServer, Upstream, free_port, moto_server, set_line,
-    sidecar_command, wait_until_within,
+    ChildGuard, Env, JwksAnswer, JwksServer, Upstream, cognito_local, free_port, moto_server,
+    set_line, sidecar_command, start_cognito_local, wait_until_within,
 };
 
 /// A key no version of the configuration will ever accept.
@@ -985,5 +986,65 @@ async fn the_compose_setup_script_provisions_moto_and_its_config_admits_moto_tok
     assert_eq!(r.status(), StatusCode::OK);
     env.upstream.wait_count(before + 1).await;
     assert_eq!(env.upstream.last().header("x-auth-sub"), None);
+    env.stop().await;
+}
+
+/// The compose override's cognito-local, natively: its `config.json`, the setup script
+/// with `sidecar.cognito-local.toml`, and the sidecar on the config that writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_setup_script_provisions_cognito_local_and_its_config_admits_its_tokens() {
+    let Some(bin) = cognito_local() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_emulator, endpoint) = start_cognito_local(
+        &bin,
+        dir.path(),
+        &read("deploy/compose/cognito-local/config.json"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let state = dir.path().join("cognito.json");
+    let config_out = dir.path().join("config.toml");
+    let template = root().join("deploy/compose/sidecar.cognito-local.toml");
+    setup_script(
+        &state,
+        &[
+            "provision",
+            "--endpoint",
+            &endpoint,
+            "--template",
+            template.to_str().unwrap(),
+            "--config-out",
+            config_out.to_str().unwrap(),
+        ],
+    );
+    let written = std::fs::read_to_string(&config_out).unwrap();
+    let pool = Config::from_toml(&written).unwrap().pools[0].id.clone();
+    assert!(pool.starts_with("local_"), "{written}");
+    assert!(
+        written.contains(&format!("issuer = \"http://localhost:9229/{pool}\""))
+            && written.contains(&format!("jwks_url = \"{endpoint}/{pool}/")),
+        "{written}"
+    );
+
+    let upstream = Upstream::start().await;
+    let mut text = set_line(&written, "listen", "\"127.0.0.1:0\"");
+    text = set_line(&text, "admin_listen", "\"127.0.0.1:0\"");
+    text = set_line(&text, "upstream", &format!("\"http://{}\"", upstream.addr));
+    let jwks = JwksServer::start(JwksAnswer::Status(404)).await;
+    let env = Env::start_with_config(jwks, upstream, &text, true).await;
+    for (args, want) in [
+        (&["token", "alice"][..], StatusCode::OK),
+        (&["token", "alice", "--id"][..], StatusCode::OK),
+        (&["token", "bob", "--id"][..], StatusCode::FORBIDDEN),
+    ] {
+        let token = setup_script(&state, args);
+        let r = env.get("/admin/reports", Some(token.trim())).await;
+        assert_eq!(r.status(), want, "GET /admin/reports with {args:?}");
+    }
+    let seen = env.upstream.last();
+    assert_eq!(seen.header("x-auth-username").as_deref(), Some("alice"));
+    assert_eq!(seen.header("x-auth-groups").as_deref(), Some("admins"));
     env.stop().await;
 }

@@ -42,7 +42,9 @@ pub use self::alb::{AlbDataSettings, AlbSettings};
 pub use self::identity::IdentityConfig;
 pub use self::limits::{CacheSettings, Limits, ShutdownSettings};
 pub use self::login::{CLIENT_SECRET_ENV, LoginSettings, SESSION_KEYS_ENV, Secret};
-pub use self::pools::{IssuerFormat, JwksSettings, MAX_LEEWAY_SECONDS, PoolConfig};
+pub use self::pools::{
+    IssuerFormat, JwksSettings, MAX_LEEWAY_SECONDS, MAX_POOL_ID_LEN, PoolConfig,
+};
 pub use self::routes::{AuthMode, PathMatch, RouteConfig};
 pub use self::sources::{TokenSource, default_sources};
 pub use self::tls::TlsSettings;

@@ -134,14 +134,23 @@ impl Validator {
     fn pool(&mut self, key: &str, raw: RawPool) -> Option<PoolConfig> {
         let before = self.problems.len();
         let region = parse_pool_id(&raw.id);
-        if region.is_none() {
-            self.problem(
-                &format!("{key}.id"),
+        // Nothing is derived from the id once both the issuer and the key location are
+        // given, so emulators' ids (cognito-local's `local_4qnW86eo`) are accepted then.
+        let derives_nothing = raw.issuer.is_some() && raw.jwks_url.is_some();
+        if region.is_none() && !(derives_nothing && is_emulator_pool_id(&raw.id)) {
+            let problem = if derives_nothing {
                 format!(
-                    "{:?} is not a Cognito user pool id like us-east-1_AbCdEf123",
+                    "{:?} must be 1 to {MAX_POOL_ID_LEN} characters of A-Z, a-z, 0-9, '_' and '-'",
                     raw.id
-                ),
-            );
+                )
+            } else {
+                format!(
+                    "{:?} is not a Cognito user pool id like us-east-1_AbCdEf123 \
+                     (set issuer and jwks_url for emulators)",
+                    raw.id
+                )
+            };
+            self.problem(&format!("{key}.id"), problem);
         }
         if raw.client_ids.is_empty() || raw.client_ids.iter().any(String::is_empty) {
             self.problem(
@@ -285,6 +294,20 @@ fn parse_pool_id(id: &str) -> Option<&str> {
     (region_ok && rest_ok).then_some(region)
 }
 
+/// Longest pool id accepted when `issuer` and `jwks_url` are both set: the limit AWS
+/// puts on a `UserPoolId`.
+pub const MAX_POOL_ID_LEN: usize = 55;
+
+/// An id that derives nothing (an emulator's, with `issuer` and `jwks_url` set): it
+/// only names the pool in metrics and logs, so it stays short and label-safe.
+fn is_emulator_pool_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_POOL_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Why a JWKS URL is refused (each names the URL).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 enum JwksUrlError {
@@ -413,6 +436,75 @@ mod tests {
             "-us-east-1_X",
         ] {
             assert_eq!(parse_pool_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_emulator_pool_id_is_accepted_when_issuer_and_jwks_url_are_both_set() {
+        let local = MIN.replace("us-east-1_AbCdEf123", "local_4qnW86eo");
+        let both = "issuer = \"http://localhost:9229/local_4qnW86eo\"\n\
+                    jwks_url = \"http://127.0.0.1:9229/local_4qnW86eo/.well-known/jwks.json\"";
+        let cfg = Config::from_toml(&format!("{local}\n{both}")).expect("valid");
+        let p = &cfg.pools[0];
+        assert_eq!(p.id, "local_4qnW86eo");
+        assert_eq!(p.name, "local_4qnW86eo");
+        assert_eq!(p.issuers, ["http://localhost:9229/local_4qnW86eo"]);
+        assert_eq!(
+            p.jwks_url,
+            "http://127.0.0.1:9229/local_4qnW86eo/.well-known/jwks.json"
+        );
+    }
+
+    #[test]
+    fn an_emulator_pool_id_without_both_overrides_is_refused_with_the_way_out() {
+        let local = MIN.replace("us-east-1_AbCdEf123", "local_4qnW86eo");
+        let want = "pools[0].id: \"local_4qnW86eo\" is not a Cognito user pool id like \
+                    us-east-1_AbCdEf123 (set issuer and jwks_url for emulators)";
+        for only in [
+            "",
+            "issuer = \"http://localhost:9229/local_4qnW86eo\"",
+            "jwks_url = \"http://127.0.0.1:9229/local_4qnW86eo/.well-known/jwks.json\"",
+        ] {
+            assert_eq!(problems(&format!("{local}\n{only}")), [want], "{only:?}");
+        }
+    }
+
+    #[test]
+    fn an_emulator_pool_id_is_still_limited_in_length_and_characters() {
+        let both = "issuer = \"http://localhost:9229/p\"\n\
+                    jwks_url = \"http://127.0.0.1:9229/p/.well-known/jwks.json\"";
+        let with_id = |id: &str| {
+            problems(&format!(
+                "{}\n{both}",
+                MIN.replace("\"us-east-1_AbCdEf123\"", &format!("{id:?}"))
+            ))
+        };
+        let longest = "a".repeat(MAX_POOL_ID_LEN);
+        for good in [
+            "local_4qnW86eo",
+            "us-east-1_AbC",
+            "my-pool",
+            "X",
+            longest.as_str(),
+        ] {
+            assert!(with_id(good).is_empty(), "{good}: {:?}", with_id(good));
+        }
+        let too_long = "a".repeat(MAX_POOL_ID_LEN + 1);
+        for bad in [
+            "",
+            "local pool",
+            "local/../x",
+            "p\u{e9}",
+            "a.b",
+            too_long.as_str(),
+        ] {
+            let p = with_id(bad);
+            assert_eq!(p.len(), 1, "{bad:?}: {p:?}");
+            assert!(
+                p[0].starts_with("pools[0].id: ")
+                    && p[0].ends_with("must be 1 to 55 characters of A-Z, a-z, 0-9, '_' and '-'"),
+                "{bad:?}: {p:?}"
+            );
         }
     }
 

@@ -1,6 +1,7 @@
 //! Child processes: the one process guard ([`ChildGuard`]), the command line of the real
-//! binary ([`sidecar_command`]), programs on `PATH`, and the one place a port is picked
-//! for a child process ([`free_port`]).
+//! binary ([`sidecar_command`]), the emulators (`moto_server` on `PATH`, cognito-local
+//! under `tests/cognito-local`), and the one place a port is picked for a child process
+//! ([`free_port`]).
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -88,6 +89,90 @@ pub fn moto_server() -> Option<PathBuf> {
         );
     }
     found
+}
+
+/// cognito-local as `npm ci` installs it in `tests/cognito-local` (the version pinned
+/// there); `None` (after saying why the caller skips) when it is not installed, a failure
+/// instead when `COGNITO_E2E_REQUIRE_COGNITO_LOCAL=1`.
+pub fn cognito_local() -> Option<PathBuf> {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cognito-local/node_modules/.bin/cognito-local");
+    if bin.is_file() {
+        return Some(bin);
+    }
+    assert!(
+        std::env::var("COGNITO_E2E_REQUIRE_COGNITO_LOCAL").as_deref() != Ok("1"),
+        "{} is missing but COGNITO_E2E_REQUIRE_COGNITO_LOCAL=1: install it with \
+         `(cd tests/cognito-local && npm ci)`",
+        bin.display()
+    );
+    eprintln!(
+        "skipping: cognito-local not installed (cd tests/cognito-local && npm ci; needs \
+         node; set COGNITO_E2E_REQUIRE_COGNITO_LOCAL=1 to make this a failure)"
+    );
+    None
+}
+
+/// The port in cognito-local's `Cognito Local running on http://127.0.0.1:PORT` line
+/// (which pino-pretty colours even into a file).
+fn logged_port(stdout: &str) -> Option<u16> {
+    let rest = stdout.split("running on http://127.0.0.1:").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Starts cognito-local in `dir` (its `.cognito/` data directory, with `config_json` as
+/// its `config.json`) on a port of its own choosing (`PORT=0`: no port race), and waits
+/// until it answers `/health`. Returns the process and its endpoint.
+pub async fn start_cognito_local(
+    bin: &Path,
+    dir: &Path,
+    config_json: &str,
+) -> Result<(ChildGuard, String), String> {
+    const START_TIMEOUT: Duration = Duration::from_secs(30);
+    let data = dir.join(".cognito");
+    std::fs::create_dir_all(&data).map_err(|e| format!("{data:?}: {e}"))?;
+    std::fs::write(data.join("config.json"), config_json)
+        .map_err(|e| format!("write config.json: {e}"))?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(dir)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0");
+    let mut child = ChildGuard::spawn("cognito-local", cmd, dir)?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut endpoint = None;
+    loop {
+        if let Some(status) = child.exited() {
+            return Err(format!(
+                "cognito-local exited ({status}) before answering\n{}\n{}",
+                child.stdout(),
+                child.stderr_tail()
+            ));
+        }
+        if endpoint.is_none() {
+            endpoint = logged_port(&child.stdout()).map(|p| format!("http://127.0.0.1:{p}"));
+        }
+        if let Some(url) = &endpoint {
+            let health = client.get(format!("{url}/health")).send().await;
+            if health.is_ok_and(|r| r.status() == 200) {
+                return Ok((child, url.clone()));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "cognito-local did not answer /health within {START_TIMEOUT:?} \
+                 (logged endpoint: {endpoint:?})\n{}\n{}",
+                child.stdout(),
+                child.stderr_tail()
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// A child process that is killed and reaped when dropped. Spawned with

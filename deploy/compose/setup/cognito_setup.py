@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Provision a demo user pool in a Cognito emulator (moto) and write the sidecar config.
+"""Provision a demo user pool in a Cognito emulator and write the sidecar config.
 
-The one-shot `setup` service of deploy/compose/compose.yaml runs ``provision``; the
-README's walkthrough runs ``token`` to sign a user in. tests/docs.rs runs both against a
-native ``moto_server``.
+The one-shot `setup` service of deploy/compose/compose.yaml runs ``provision`` against
+moto, or against cognito-local with compose.cognito-local.yaml; the README's walkthrough
+runs ``token`` to sign a user in. tests/docs.rs runs both against a native moto_server
+and a native cognito-local.
 
     cognito_setup.py provision   # pool, app client, group `admins`, users alice + bob,
                                  # then config.toml for the sidecar
@@ -15,6 +16,7 @@ Settings come from flags or environment variables (defaults are the compose ones
     COGNITO_ENDPOINT  emulator API            http://moto:5000
     JWKS_BASE         emulator as the sidecar reaches it (JWKS URL)   = COGNITO_ENDPOINT
     TEMPLATE          sidecar config template /app/sidecar.toml
+                      (/app/sidecar.cognito-local.toml for cognito-local)
     CONFIG_OUT        written sidecar config  /config/config.toml
     STATE_FILE        pool and client ids     /config/cognito.json
 """
@@ -34,10 +36,11 @@ CLIENT_NAME = "cognito-sidecar-demo"
 # Demo credentials for an emulator on your machine; never use them anywhere real.
 PASSWORD = "Demo-Passw0rd!"
 USERS = {"alice": ["admins"], "bob": []}
-# The template's placeholders (a valid pool id and client id, so the template loads).
+# The template's placeholders (a valid pool id and client id, so the template loads),
+# and the emulator's compose address, one per template, replaced by JWKS_BASE.
 TEMPLATE_POOL_ID = "us-east-1_Example0"
 TEMPLATE_CLIENT_ID = "example-client-id"
-TEMPLATE_JWKS_BASE = "http://moto:5000"
+TEMPLATE_JWKS_BASES = ("http://moto:5000", "http://cognito-local:9229")
 
 
 def log(msg):
@@ -49,7 +52,7 @@ def idp_client(endpoint):
         "cognito-idp",
         endpoint_url=endpoint,
         region_name=REGION,
-        # moto accepts any credentials; these are not secrets.
+        # The emulators accept any credentials; these are not secrets.
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
     )
@@ -133,11 +136,14 @@ def ensure_user(idp, pool_id, username, groups):
 
 
 def render_config(template, pool_id, client_id, jwks_base):
-    for placeholder in (TEMPLATE_POOL_ID, TEMPLATE_CLIENT_ID, TEMPLATE_JWKS_BASE):
+    for placeholder in (TEMPLATE_POOL_ID, TEMPLATE_CLIENT_ID):
         if placeholder not in template:
             raise SystemExit(f"template has no {placeholder!r} to replace")
+    bases = [b for b in TEMPLATE_JWKS_BASES if b in template]
+    if len(bases) != 1:
+        raise SystemExit(f"template must name exactly one of {TEMPLATE_JWKS_BASES}")
     return (
-        template.replace(TEMPLATE_JWKS_BASE, jwks_base.rstrip("/"))
+        template.replace(bases[0], jwks_base.rstrip("/"))
         .replace(TEMPLATE_POOL_ID, pool_id)
         .replace(TEMPLATE_CLIENT_ID, client_id)
     )
