@@ -13,7 +13,7 @@
 //! Each section's typed struct, its defaults (associated `DEFAULT_*` constants next to
 //! the struct) and its checks live together: `pools.rs` (`[[pools]]`, `[jwks]`),
 //! `routes.rs` (`[[routes]]`), `limits.rs` (`[limits]`, `[cache]`, `[shutdown]`),
-//! `identity.rs` (`[identity]`), `login.rs` (`[login]`) and `tls.rs` (`[tls]`). Defaults of top-level keys are
+//! `identity.rs` (`[identity]`), `login.rs` (`[login]`), `assertion.rs` (`[assertion]`) and `tls.rs` (`[tls]`). Defaults of top-level keys are
 //! constants on [`Config`].
 
 use std::collections::BTreeMap;
@@ -27,6 +27,7 @@ use figment::value::Value;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod assertion;
 mod identity;
 mod limits;
 mod login;
@@ -36,6 +37,7 @@ mod routes;
 mod tls;
 mod validate;
 
+pub use self::assertion::{AssertionKey, AssertionSettings};
 pub use self::identity::IdentityConfig;
 pub use self::limits::{CacheSettings, Limits, ShutdownSettings};
 pub use self::login::{CLIENT_SECRET_ENV, LoginSettings, SESSION_KEYS_ENV, Secret};
@@ -190,6 +192,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// Browser sign-in; `None` unless `[login]` is set.
     pub login: Option<LoginSettings>,
+    /// Signed identity for backends that verify; `None` unless `[assertion]` is set.
+    pub assertion: Option<AssertionSettings>,
 }
 
 /// Defaults of the optional top-level keys whose type has no `#[default]` of its own
@@ -244,6 +248,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "jwks",
     "identity",
     "login",
+    "assertion",
 ];
 
 /// The `COGNITO_SIDECAR_*` variables (except `COGNITO_SIDECAR_CONFIG`, the file path),

@@ -160,6 +160,7 @@ impl Validator {
         let jwks = self.jwks(root);
         let identity = self.identity(root);
         let login = self.login(root, pools.as_deref());
+        let assertion = self.assertion(root, identity.as_ref());
         if login.as_ref().is_some_and(Option::is_none)
             && let Some(rs) = &routes
         {
@@ -222,6 +223,7 @@ impl Validator {
             jwks: jwks?,
             identity: identity?,
             login: login?,
+            assertion: assertion?,
         })
     }
 

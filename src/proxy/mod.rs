@@ -51,6 +51,9 @@ pub enum SharedError {
     /// The browser sign-in machinery could not be built.
     #[error("login: {0}")]
     Login(#[from] crate::login::LoginError),
+    /// The assertion signing key could not be set up.
+    #[error("assertion: {0}")]
+    Assertion(#[from] crate::assertion::AssertionError),
 }
 
 /// Everything a request handler needs, shared by all connections.
@@ -73,19 +76,24 @@ pub struct Shared {
     pub cache: Option<crate::cache::TokenCache>,
     /// Browser sign-in (`None` without `[login]`).
     pub login: Option<crate::login::Login>,
+    /// Signs the identity assertion (`None` without `[assertion]`).
+    pub assertion: Option<crate::assertion::Signer>,
 }
 
 impl Shared {
-    /// Builds the shared state, including the pooled upstream client.
+    /// Builds the shared state, including the pooled upstream client and, with
+    /// `[assertion]`, a signing key installed in `assertion_keys` (the ring that
+    /// outlives configurations); without it, the ring's current key is retired.
     ///
     /// # Errors
-    /// [`SharedError`] if the upstream TLS roots cannot be loaded or the sign-in
-    /// machinery cannot be built.
+    /// [`SharedError`] if the upstream TLS roots cannot be loaded, the sign-in
+    /// machinery cannot be built or the assertion key cannot be set up.
     pub fn new(
         config: Arc<Config>,
         jwks: Arc<Jwks>,
         metrics: Arc<Metrics>,
         websockets: Arc<Sessions>,
+        assertion_keys: &Arc<crate::assertion::KeyRing>,
     ) -> Result<Self, SharedError> {
         let client = upstream::client(&config)?;
         let login = crate::login::Login::from_config(&config)?;
@@ -93,14 +101,29 @@ impl Shared {
             .identity
             .managed_headers()
             .iter()
+            .chain(config.assertion.iter().map(|a| &a.header))
             .map(|h| normalize_header_name(h.as_str()))
             .collect::<Vec<_>>()
             .into();
+        // Last, so that a configuration that fails to build never touches the ring.
+        let now = crate::clock::unix_now();
+        let assertion = match &config.assertion {
+            Some(settings) => Some(crate::assertion::Signer::install(
+                settings,
+                assertion_keys,
+                now,
+            )?),
+            None => {
+                assertion_keys.retire_current(now);
+                None
+            }
+        };
         let cache = (config.cache.max_entries > 0).then(|| {
             crate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes)
         });
         Ok(Self {
             login,
+            assertion,
             cache,
             policy: Policy::from_config(&config),
             managed,
