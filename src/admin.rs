@@ -1,6 +1,7 @@
 //! The admin listener: `/healthz` (the process serves), `/readyz` (every pool has keys
-//! and the process is not draining; the body names what is missing) and `/metrics`
-//! (Prometheus text). It never shares a port with the proxy.
+//! and the process is not draining; the body names what is missing), `/metrics`
+//! (Prometheus text) and, with `[assertion]`, `/.well-known/jwks.json` (the keys that
+//! verify the sidecar's identity assertions). It never shares a port with the proxy.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -106,6 +107,23 @@ async fn handle(
                 state.metrics.render(),
             )
         }
+        "/.well-known/jwks.json" => match &state.live.load().assertion {
+            Some(signer) => {
+                let mut r = reply(
+                    StatusCode::OK,
+                    "application/json",
+                    signer.key_set(crate::clock::unix_now()),
+                );
+                // Short enough for verifiers to see a rotated key soon (and they
+                // refetch on an unknown kid); retired keys stay listed meanwhile.
+                r.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("max-age=60"),
+                );
+                r
+            }
+            None => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        },
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     })
 }

@@ -18,13 +18,14 @@
 //!    ALB (PURE parse and verify) and its load balancers' keys (I/O).
 //! 4. [`auth`]: PURE `authorize(parts, now, keys, policy) -> Decision`.
 //! 5. [`cache`] (the verified-token cache around the decision), [`headers`] (PURE
-//!    header hygiene: strip, then inject identity and forwarding headers) and
-//!    [`login`] (browser sign-in building blocks, not yet wired into routing).
+//!    header hygiene: strip, then inject identity and forwarding headers),
+//!    [`assertion`] (the signed identity for backends that verify, and its key ring)
+//!    and [`login`] (browser sign-in building blocks, not yet wired into routing).
 //! 6. [`proxy`]: the request handler phase by phase, the upstream client, uploads and
 //!    bridged WebSockets.
 //! 7. [`reload`] (configuration reload, in-process and testable) and [`diagnose`].
 //! 8. [`tls`] and [`server`]: listeners, connection rules, limits, graceful drain.
-//! 9. [`admin`] (`/healthz`, `/readyz`, `/metrics`) and [`demo`].
+//! 9. [`admin`] (`/healthz`, `/readyz`, `/metrics`, the assertion JWKS) and [`demo`].
 //!
 //! # The request's path
 //! ```text
@@ -44,6 +45,7 @@
 
 pub mod admin;
 pub mod alb;
+pub mod assertion;
 pub mod auth;
 pub mod cache;
 pub mod clock;

@@ -19,6 +19,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::StartError;
+use crate::assertion::KeyRing;
 use crate::config::Config;
 use crate::jwks::Jwks;
 use crate::metrics::Metrics;
@@ -29,6 +30,8 @@ pub struct Live {
     current: ArcSwap<Shared>,
     metrics: Arc<Metrics>,
     websockets: Arc<Sessions>,
+    /// Assertion signing keys of this and recent configurations.
+    assertion_keys: Arc<KeyRing>,
     /// Stops the refreshers of the key store in use.
     jwks_stop: Mutex<watch::Sender<bool>>,
     reloading: tokio::sync::Mutex<()>,
@@ -79,17 +82,20 @@ impl Live {
         let (stop_tx, stop_rx) = watch::channel(false);
         jwks.spawn_refreshers(stop_rx);
         let websockets = Arc::<Sessions>::default();
+        let assertion_keys = Arc::<KeyRing>::default();
         let shared = Arc::new(Shared::new(
             config,
             jwks,
             Arc::clone(&metrics),
             Arc::clone(&websockets),
+            &assertion_keys,
         )?);
         websockets.config_changed(&shared);
         Ok(Arc::new(Self {
             current: ArcSwap::new(shared),
             metrics,
             websockets,
+            assertion_keys,
             jwks_stop: Mutex::new(stop_tx),
             reloading: tokio::sync::Mutex::new(()),
         }))
@@ -210,6 +216,7 @@ impl Live {
             jwks,
             Arc::clone(&self.metrics),
             Arc::clone(&self.websockets),
+            &self.assertion_keys,
         )
         .map_err(StartError::from)?;
         let shared = Arc::new(shared);

@@ -33,8 +33,9 @@ const LAYERS: &[&[&str]] = &[
     &["jwks", "issuer", "alb"],
     // The pure decision.
     &["auth"],
-    // Around the decision: the verified-token cache, header hygiene.
-    &["cache", "headers", "login"],
+    // Around the decision: the verified-token cache, header hygiene, the signed
+    // identity assertion.
+    &["cache", "headers", "login", "assertion"],
     // The request path: handler phases, upstream client, uploads, WebSockets.
     &["proxy"],
     // Operations over a running proxy.

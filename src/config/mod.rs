@@ -13,7 +13,7 @@
 //! Each section's typed struct, its defaults (associated `DEFAULT_*` constants next to
 //! the struct) and its checks live together: `pools.rs` (`[[pools]]`, `[jwks]`),
 //! `routes.rs` (`[[routes]]`), `limits.rs` (`[limits]`, `[cache]`, `[shutdown]`),
-//! `identity.rs` (`[identity]`), `login.rs` (`[login]`) and `tls.rs` (`[tls]`). Defaults of top-level keys are
+//! `identity.rs` (`[identity]`), `login.rs` (`[login]`), `assertion.rs` (`[assertion]`) and `tls.rs` (`[tls]`). Defaults of top-level keys are
 //! constants on [`Config`].
 
 use std::collections::BTreeMap;
@@ -28,6 +28,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 mod alb;
+mod assertion;
 mod identity;
 mod limits;
 mod login;
@@ -39,6 +40,7 @@ mod tls;
 mod validate;
 
 pub use self::alb::{AlbDataSettings, AlbSettings};
+pub use self::assertion::{AssertionKey, AssertionSettings};
 pub use self::identity::IdentityConfig;
 pub use self::limits::{CacheSettings, Limits, ShutdownSettings};
 pub use self::login::{CLIENT_SECRET_ENV, LoginSettings, SESSION_KEYS_ENV, Secret};
@@ -200,6 +202,8 @@ pub struct Config {
     pub token_sources: std::sync::Arc<[TokenSource]>,
     /// Identity from an authenticating ALB; `None` unless `[alb]` is set.
     pub alb: Option<AlbSettings>,
+    /// Signed identity for backends that verify; `None` unless `[assertion]` is set.
+    pub assertion: Option<AssertionSettings>,
 }
 
 /// Defaults of the optional top-level keys whose type has no `#[default]` of its own
@@ -256,6 +260,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "login",
     "token_sources",
     "alb",
+    "assertion",
 ];
 
 /// The `COGNITO_SIDECAR_*` variables (except `COGNITO_SIDECAR_CONFIG`, the file path),

@@ -194,3 +194,15 @@ pub(super) struct RawLogin {
     pub(super) token_timeout_ms: Option<u64>,
     pub(super) rate_limit_per_minute: Option<u32>,
 }
+
+/// `[assertion]`. `issuer` and `audience` are required but read as options, so that a
+/// missing one is reported by its own key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAssertion {
+    pub(super) header: Option<String>,
+    pub(super) issuer: Option<String>,
+    pub(super) audience: Option<String>,
+    pub(super) lifetime_seconds: Option<u64>,
+    pub(super) key_file: Option<PathBuf>,
+}

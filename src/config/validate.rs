@@ -162,6 +162,7 @@ impl Validator {
         let identity = self.identity(root);
         let login = self.login(root, pools.as_deref());
         let alb = self.alb(root, pools.as_deref());
+        let assertion = self.assertion(root, identity.as_ref());
         if login.as_ref().is_some_and(Option::is_none)
             && let Some(rs) = &routes
         {
@@ -226,6 +227,7 @@ impl Validator {
             login: login?,
             token_sources: token_sources?,
             alb: alb?,
+            assertion: assertion?,
         })
     }
 

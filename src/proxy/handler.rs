@@ -1,6 +1,6 @@
 //! Phases 1-2: header checks, the decision (with the kid-miss refresh, the sign-in
-//! phase of `login.rs` when `[login]` is set, and the body-size check), and the request the upstream receives (stripping, identity, forwarding
-//! headers, WebSocket upgrade headers).
+//! phase of `login.rs` when `[login]` is set, and the body-size check), and the request the upstream receives (stripping, identity and its signed
+//! assertion, forwarding headers, WebSocket upgrade headers).
 
 use std::sync::Arc;
 
@@ -312,6 +312,11 @@ pub(super) fn upstream_request_filter(
     }
     if let Some(identity) = &admission.identity {
         headers::inject_identity(&mut parts.headers, identity, &cfg.identity);
+        if let Some(signer) = &shared.assertion
+            && admission.admit == Admit::Authenticated
+        {
+            signer.inject(&mut parts.headers, identity, unix_now());
+        }
     }
     let forwarding = Forwarding {
         peer,

@@ -54,6 +54,9 @@ pub enum SharedError {
     /// The ALB key client could not be built.
     #[error("alb: {0}")]
     Alb(#[from] crate::alb::AlbClientError),
+    /// The assertion signing key could not be set up.
+    #[error("assertion: {0}")]
+    Assertion(#[from] crate::assertion::AssertionError),
 }
 
 /// Everything a request handler needs, shared by all connections.
@@ -80,19 +83,24 @@ pub struct Shared {
     pub alb_keys: Option<Arc<crate::alb::AlbKeys>>,
     /// `strip_headers` plus every `header:NAME` token source (normalized names).
     pub strip_with_credentials: Arc<[String]>,
+    /// Signs the identity assertion (`None` without `[assertion]`).
+    pub assertion: Option<crate::assertion::Signer>,
 }
 
 impl Shared {
-    /// Builds the shared state, including the pooled upstream client.
+    /// Builds the shared state, including the pooled upstream client and, with
+    /// `[assertion]`, a signing key installed in `assertion_keys` (the ring that
+    /// outlives configurations); without it, the ring's current key is retired.
     ///
     /// # Errors
-    /// [`SharedError`] if the upstream TLS roots cannot be loaded or the sign-in
-    /// machinery cannot be built.
+    /// [`SharedError`] if the upstream TLS roots cannot be loaded, the sign-in
+    /// machinery cannot be built or the assertion key cannot be set up.
     pub fn new(
         config: Arc<Config>,
         jwks: Arc<Jwks>,
         metrics: Arc<Metrics>,
         websockets: Arc<Sessions>,
+        assertion_keys: &Arc<crate::assertion::KeyRing>,
     ) -> Result<Self, SharedError> {
         let client = upstream::client(&config)?;
         let login = crate::login::Login::from_config(&config)?;
@@ -104,9 +112,23 @@ impl Shared {
             .identity
             .managed_headers()
             .iter()
+            .chain(config.assertion.iter().map(|a| &a.header))
             .map(|h| normalize_header_name(h.as_str()))
             .collect::<Vec<_>>()
             .into();
+        // Last, so that a configuration that fails to build never touches the ring.
+        let now = crate::clock::unix_now();
+        let assertion = match &config.assertion {
+            Some(settings) => Some(crate::assertion::Signer::install(
+                settings,
+                assertion_keys,
+                now,
+            )?),
+            None => {
+                assertion_keys.retire_current(now);
+                None
+            }
+        };
         let cache = (config.cache.max_entries > 0).then(|| {
             crate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes)
         });
@@ -128,6 +150,7 @@ impl Shared {
             alb_keys,
             strip_with_credentials: strip_with_credentials.into(),
             login,
+            assertion,
             cache,
             policy: Policy::from_config(&config),
             managed,
