@@ -1,6 +1,7 @@
 //! `cognito-sidecar verify-token`: fetches the pools' keys once and explains, in plain
 //! words, whether a token would be accepted on a route, why not, and which headers the
-//! backend would receive. It runs the same pure decision as the proxy.
+//! backend would receive. It runs the same pure decision as the proxy, and the online
+//! revocation check for pools that have it on.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -147,7 +148,8 @@ pub async fn verify_token(
     }
 
     let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
-    let jwks = Jwks::new(&cfg.pools, cfg.jwks.clone(), metrics).map_err(|e| e.to_string())?;
+    let jwks =
+        Jwks::new(&cfg.pools, cfg.jwks.clone(), Arc::clone(&metrics)).map_err(|e| e.to_string())?;
     for (i, p) in cfg.pools.iter().enumerate() {
         match jwks.refresh_now(i).await {
             Ok(n) => {
@@ -171,7 +173,12 @@ pub async fn verify_token(
         .body(())
         .map_err(|e| format!("bad --method or --path: {e}"))?;
     let (parts, ()) = request.into_parts();
-    let decision = auth::authorize(&parts, now, &jwks.snapshot(), &policy);
+    let mut decision = auth::authorize(&parts, now, &jwks.snapshot(), &policy);
+    // The online revocation check too, as the proxy makes it (pools with it on).
+    let revocation = crate::revocation::Revocation::from_config(&cfg, &metrics);
+    if let Some(r) = revocation.map_err(|e| e.to_string())? {
+        decision = r.filter(&parts, &policy, decision).await;
+    }
     let _ = writeln!(out, "request:  {method} {path}");
     match decision {
         Decision::Deny(d) => {

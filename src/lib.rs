@@ -19,8 +19,10 @@
 //! 4. [`auth`]: PURE `authorize(parts, now, keys, policy) -> Decision`.
 //! 5. [`cache`] (the verified-token cache around the decision), [`headers`] (PURE
 //!    header hygiene: strip, then inject identity and forwarding headers),
-//!    [`assertion`] (the signed identity for backends that verify, and its key ring)
-//!    and [`login`] (browser sign-in building blocks, not yet wired into routing).
+//!    [`assertion`] (the signed identity for backends that verify, and its key ring),
+//!    [`login`] (browser sign-in building blocks, not yet wired into routing) and
+//!    [`revocation`] (the online revocation check of access tokens: Cognito's
+//!    `GetUser`, cached and single-flight).
 //! 6. [`proxy`]: the request handler phase by phase, the upstream client, uploads and
 //!    bridged WebSockets.
 //! 7. [`reload`] (configuration reload, in-process and testable) and [`diagnose`].
@@ -34,6 +36,7 @@
 //!                             decision = cache.authorize(&parts, now, &keys, &policy)
 //!                               (auth::authorize reusing cached verifications)
 //!                             unknown kid -> one rate-limited, single-flight JWKS refetch
+//!                             admitted access token -> revocation check (opt-in per pool)
 //!                             Deny -> proxy::deny_response (one exhaustive match)
 //!   2 upstream_request_filter strip spoofable + hop-by-hop headers; inject identity;
 //!                             computed X-Forwarded-*; Via; canonical path
@@ -63,6 +66,7 @@ pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod reload;
+pub mod revocation;
 pub mod seal;
 pub mod server;
 pub mod tls;

@@ -60,6 +60,12 @@ pub struct Metrics {
     /// Browser sign-in events (`sign_in_started`, `sign_in`, `refresh`, `sign_out`,
     /// `session_ended`, `refused`) by outcome (`ok` or a failure reason).
     pub login_events: IntCounterVec,
+    /// Online revocation checks of admitted access tokens, by pool and result (see
+    /// [`Metrics::REVOCATION_RESULTS`]).
+    pub revocation_checks: IntCounterVec,
+    /// Duration of each `GetUser` call made by the revocation check (cache hits make
+    /// none).
+    pub revocation_check_duration: Histogram,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -245,6 +251,15 @@ impl Metrics {
                 registry.register(Box::new(c.clone()))?;
                 c
             },
+            revocation_checks: counter(
+                "cognito_sidecar_revocation_checks_total",
+                "Online revocation checks of admitted access tokens, by pool and result.",
+                &["pool", "result"],
+            )?,
+            revocation_check_duration: histogram(
+                "cognito_sidecar_revocation_check_duration_seconds",
+                "Duration of the GetUser calls made by the online revocation check.",
+            )?,
             registry,
         };
         for result in ["success", "invalid", "error"] {
@@ -273,6 +288,27 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         Ok(m)
+    }
+
+    /// The `result` labels of `cognito_sidecar_revocation_checks_total`: a call's
+    /// answer (`valid`, `revoked`), a call that failed (`error`, `timeout`), a check
+    /// not made because `max_concurrent` calls were in flight (`overloaded`), an answer
+    /// remembered (`cache_hit`) or shared with a concurrent request's call (`shared`).
+    pub const REVOCATION_RESULTS: [&'static str; 7] = [
+        "valid",
+        "revoked",
+        "error",
+        "timeout",
+        "overloaded",
+        "cache_hit",
+        "shared",
+    ];
+
+    /// Pre-creates the revocation-check series of a pool that has the check on.
+    pub fn init_revocation_pool(&self, pool: &str) {
+        for result in Self::REVOCATION_RESULTS {
+            self.revocation_checks.with_label_values(&[pool, result]);
+        }
     }
 
     /// Pre-creates per-pool series so dashboards see zeros, not gaps.

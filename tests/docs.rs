@@ -107,10 +107,16 @@ const README_COMMANDS: &[(&str, Covered)] = &[
 
 /// Labelled metrics whose series appear only after an event the live-scrape test does
 /// not cause; their names are checked against src/metrics.rs instead.
-const EVENT_ONLY_METRICS: &[(&str, &str)] = &[(
-    "cognito_sidecar_tls_reloads_total",
-    "a series per result once a TLS certificate file has changed",
-)];
+const EVENT_ONLY_METRICS: &[(&str, &str)] = &[
+    (
+        "cognito_sidecar_tls_reloads_total",
+        "a series per result once a TLS certificate file has changed",
+    ),
+    (
+        "cognito_sidecar_revocation_checks_total",
+        "series only for pools with revocation_check (tests/revocation.rs scrapes them)",
+    ),
+];
 
 // ---------------------------------------------------------------------------
 // Reading files

@@ -44,6 +44,16 @@ pub fn authorize_with(
     }
 }
 
+/// The bearer token an admitted request was authenticated with (found again, from the
+/// sources of the route that admitted `path`), for checks made after the decision.
+#[must_use]
+pub fn bearer_token<'a>(parts: &'a Parts, policy: &'a Policy, path: &str) -> Option<&'a str> {
+    match extract(parts, policy.route(&parts.method, path)) {
+        Ok(Credential::Bearer(token)) => Some(token),
+        _ => None,
+    }
+}
+
 pub(super) fn decide(
     parts: &Parts,
     now: i64,

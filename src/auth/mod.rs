@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::token::Claims;
 
 pub use alb::ALB_POOL;
-pub use decide::{authorize, authorize_with, verify};
+pub use decide::{authorize, authorize_with, bearer_token, verify};
 pub use policy::Policy;
 
 /// Why a request is refused. Each reason has its own status, challenge and metric label.
@@ -99,6 +99,12 @@ pub enum Denial {
     },
     /// The access token and the ALB data header name different users.
     AlbMismatch,
+    /// Cognito refuses the access token (`GetUser`): revoked, signed out globally, or
+    /// its user disabled or deleted (`src/revocation/`).
+    Revoked,
+    /// The revocation check could not be made (timeout, endpoint error, throttling, too
+    /// many checks in flight) and `revocation_check.failure_mode` is `closed`.
+    RevocationUnavailable,
 }
 
 impl Denial {
@@ -146,6 +152,8 @@ impl Denial {
             Self::Alb(e) => e.reason(),
             Self::UnknownAlbKid { .. } => "alb_unknown_kid",
             Self::AlbMismatch => "alb_subject_mismatch",
+            Self::Revoked => "revoked",
+            Self::RevocationUnavailable => "revocation_unavailable",
         }
     }
 
@@ -224,12 +232,18 @@ impl Denial {
             Self::AlbMismatch => {
                 "the access token and the load balancer's data header name different users (sub)"
             }
+            Self::Revoked => {
+                "Cognito's GetUser refuses the access token: revoked (RevokeToken, global sign-out) or its user disabled or deleted"
+            }
+            Self::RevocationUnavailable => {
+                "the online revocation check could not be made (timeout, endpoint error or throttling, max_concurrent reached) and failure_mode is closed"
+            }
         }
     }
 
     /// Every reason label, for pre-creating metric series ([`crate::alb::AlbError::REASONS`]
     /// are the reasons of [`Denial::Alb`]).
-    pub const REASONS: [&'static str; 25] = [
+    pub const REASONS: [&'static str; 27] = [
         "bad_path",
         "method_not_allowed",
         "bad_method",
@@ -255,6 +269,8 @@ impl Denial {
         "insufficient_scope",
         "scopes_need_access_token",
         "alb_subject_mismatch",
+        "revoked",
+        "revocation_unavailable",
     ];
 }
 

@@ -13,7 +13,7 @@
 //! Each section's typed struct, its defaults (associated `DEFAULT_*` constants next to
 //! the struct) and its checks live together: `pools.rs` (`[[pools]]`, `[jwks]`),
 //! `routes.rs` (`[[routes]]`), `limits.rs` (`[limits]`, `[cache]`, `[shutdown]`),
-//! `identity.rs` (`[identity]`), `login.rs` (`[login]`), `assertion.rs` (`[assertion]`) and `tls.rs` (`[tls]`). Defaults of top-level keys are
+//! `identity.rs` (`[identity]`), `login.rs` (`[login]`), `assertion.rs` (`[assertion]`), `revocation.rs` (`[revocation_check]`) and `tls.rs` (`[tls]`). Defaults of top-level keys are
 //! constants on [`Config`].
 
 use std::collections::BTreeMap;
@@ -34,6 +34,7 @@ mod limits;
 mod login;
 mod pools;
 mod raw;
+mod revocation;
 mod routes;
 mod sources;
 mod tls;
@@ -47,6 +48,7 @@ pub use self::login::{CLIENT_SECRET_ENV, LoginSettings, SESSION_KEYS_ENV, Secret
 pub use self::pools::{
     IssuerFormat, JwksSettings, MAX_LEEWAY_SECONDS, MAX_POOL_ID_LEN, PoolConfig,
 };
+pub use self::revocation::{FailureMode, RevocationSettings, default_idp_endpoint};
 pub use self::routes::{AuthMode, PathMatch, RouteConfig};
 pub use self::sources::{TokenSource, default_sources};
 pub use self::tls::TlsSettings;
@@ -204,6 +206,8 @@ pub struct Config {
     pub alb: Option<AlbSettings>,
     /// Signed identity for backends that verify; `None` unless `[assertion]` is set.
     pub assertion: Option<AssertionSettings>,
+    /// How the online revocation check runs (`pools[].revocation_check` turns it on).
+    pub revocation_check: RevocationSettings,
 }
 
 /// Defaults of the optional top-level keys whose type has no `#[default]` of its own
@@ -261,6 +265,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "token_sources",
     "alb",
     "assertion",
+    "revocation_check",
 ];
 
 /// The `COGNITO_SIDECAR_*` variables (except `COGNITO_SIDECAR_CONFIG`, the file path),

@@ -48,6 +48,11 @@ pub struct PoolConfig {
     pub issuers: Vec<String>,
     /// Where the pool's keys are fetched.
     pub jwks_url: String,
+    /// Present admitted access tokens to Cognito's `GetUser` (`src/revocation/`).
+    pub revocation_check: bool,
+    /// The user-pool API endpoint `GetUser` is sent to; `None` only when the pool id
+    /// names no region and none is given.
+    pub idp_endpoint: Option<String>,
 }
 
 /// Defaults of `[[pools]]` keys (the serde defaults in `raw.rs` give these).
@@ -226,6 +231,14 @@ impl Validator {
         {
             self.problem(&format!("{key}.jwks_url"), e);
         }
+        let idp_endpoint = self.pool_revocation(
+            key,
+            raw.revocation_check,
+            raw.idp_endpoint.as_deref(),
+            region,
+            &raw.token_use,
+            |url| check_jwks_url(url, raw.allow_insecure_jwks).map_err(|e| e.to_string()),
+        );
         if self.problems.len() != before {
             return None;
         }
@@ -238,6 +251,8 @@ impl Validator {
             max_lifetime_seconds: raw.max_lifetime_seconds,
             issuers,
             jwks_url: jwks_url?,
+            revocation_check: raw.revocation_check,
+            idp_endpoint,
         })
     }
 

@@ -34,6 +34,9 @@ pub(super) struct RawPool {
     pub(super) jwks_url: Option<String>,
     #[serde(default)]
     pub(super) allow_insecure_jwks: bool,
+    #[serde(default)]
+    pub(super) revocation_check: bool,
+    pub(super) idp_endpoint: Option<String>,
 }
 
 /// Default of `pools[].leeway_seconds`: [`PoolConfig::DEFAULT_LEEWAY_SECONDS`].

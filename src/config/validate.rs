@@ -163,6 +163,7 @@ impl Validator {
         let login = self.login(root, pools.as_deref());
         let alb = self.alb(root, pools.as_deref());
         let assertion = self.assertion(root, identity.as_ref());
+        let revocation_check = self.revocation(root);
         if login.as_ref().is_some_and(Option::is_none)
             && let Some(rs) = &routes
         {
@@ -228,6 +229,7 @@ impl Validator {
             token_sources: token_sources?,
             alb: alb?,
             assertion: assertion?,
+            revocation_check: revocation_check?,
         })
     }
 

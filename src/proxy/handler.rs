@@ -185,8 +185,17 @@ pub(super) async fn process(
     (response, outcome, path)
 }
 
-/// Phase 1: decide, refreshing keys once if the token names an unknown `kid`.
+/// Phase 1: decide, then check an admitted access token's revocation online (opt-in).
 pub(super) async fn request_filter(parts: &Parts, shared: &Shared) -> Decision {
+    let decision = verify_filter(parts, shared).await;
+    match &shared.revocation {
+        Some(revocation) => revocation.filter(parts, &shared.policy, decision).await,
+        None => decision,
+    }
+}
+
+/// The decision, refreshing keys once if the token names an unknown `kid`.
+async fn verify_filter(parts: &Parts, shared: &Shared) -> Decision {
     let decision = decide(parts, shared);
     if let Decision::Deny(Denial::UnknownKid { pool }) = decision
         && shared.jwks.refresh_after_kid_miss(pool).await

@@ -57,6 +57,9 @@ pub enum SharedError {
     /// The assertion signing key could not be set up.
     #[error("assertion: {0}")]
     Assertion(#[from] crate::assertion::AssertionError),
+    /// The revocation check's client could not be built.
+    #[error("revocation_check: {0}")]
+    Revocation(#[from] crate::revocation::RevocationError),
 }
 
 /// Everything a request handler needs, shared by all connections.
@@ -85,6 +88,8 @@ pub struct Shared {
     pub strip_with_credentials: Arc<[String]>,
     /// Signs the identity assertion (`None` without `[assertion]`).
     pub assertion: Option<crate::assertion::Signer>,
+    /// The online revocation check (`None` unless a pool has `revocation_check`).
+    pub revocation: Option<crate::revocation::Revocation>,
 }
 
 impl Shared {
@@ -104,6 +109,7 @@ impl Shared {
     ) -> Result<Self, SharedError> {
         let client = upstream::client(&config)?;
         let login = crate::login::Login::from_config(&config)?;
+        let revocation = crate::revocation::Revocation::from_config(&config, &metrics)?;
         let alb_keys = match config.alb.as_ref().and_then(|a| a.data.as_ref()) {
             Some(d) => Some(Arc::new(crate::alb::AlbKeys::from_settings(d)?)),
             None => None,
@@ -147,6 +153,7 @@ impl Shared {
             }
         }
         Ok(Self {
+            revocation,
             alb_keys,
             strip_with_credentials: strip_with_credentials.into(),
             login,

@@ -145,13 +145,14 @@ pub(crate) fn answer(denial: &Denial) -> Answer {
         | Denial::IssuedInFuture
         | Denial::LifetimeTooLong
         | Denial::WrongTokenUse
-        | Denial::WrongClient => a(
+        | Denial::WrongClient
+        | Denial::Revoked => a(
             StatusCode::UNAUTHORIZED,
             "denied",
             Some("invalid_token"),
             INVALID_TOKEN,
         ),
-        Denial::KeysUnavailable => Answer {
+        Denial::KeysUnavailable | Denial::RevocationUnavailable => Answer {
             retry: true,
             ..a(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -200,6 +201,9 @@ pub fn deny_response(denial: &Denial, realm: &str, method: &Method) -> Response<
     } = answer(denial);
     let detail = match denial {
         Denial::Expired => Some(r#", error_description="The access token expired""#.to_owned()),
+        Denial::Revoked => {
+            Some(r#", error_description="The access token has been revoked""#.to_owned())
+        }
         Denial::InsufficientScope { scopes } => Some(format!(r#", scope="{scopes}""#)),
         Denial::ScopesNeedAccessToken { scopes } => Some(format!(
             r#", error_description="This route requires an access token with one of its scopes", scope="{scopes}""#
@@ -272,6 +276,8 @@ mod tests {
             Denial::AlbMismatch,
             Denial::Alb(crate::alb::AlbError::Signature),
             Denial::UnknownAlbKid { kid: "k".into() },
+            Denial::Revoked,
+            Denial::RevocationUnavailable,
         ]
     }
 
@@ -304,6 +310,8 @@ mod tests {
             Denial::AlbMismatch => 24,
             Denial::Alb(_) => 25,
             Denial::UnknownAlbKid { .. } => 26,
+            Denial::Revoked => 27,
+            Denial::RevocationUnavailable => 28,
         }
     }
 
@@ -314,7 +322,15 @@ mod tests {
         assert_eq!(indexes, (0..all.len()).collect::<Vec<_>>());
         let reasons: Vec<&str> = all.iter().map(Denial::reason).collect();
         let mut expected = Denial::REASONS.to_vec();
-        expected.extend(["alb_bad_signature", "alb_unknown_kid"]);
+        // The reasons of `Denial::Alb` and `UnknownAlbKid` follow `AlbMismatch`.
+        let after_alb = expected
+            .iter()
+            .position(|r| *r == "alb_subject_mismatch")
+            .map_or(expected.len(), |i| i + 1);
+        expected.splice(
+            after_alb..after_alb,
+            ["alb_bad_signature", "alb_unknown_kid"],
+        );
         assert_eq!(reasons, expected, "Denial::REASONS");
         for d in &all {
             let a = answer(d);
