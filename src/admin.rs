@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (the process serves), `/readyz` (every pool has keys
-//! and the process is not draining; the body names what is missing), `/metrics`
+//! and the process is not draining; the body names what is missing, and the routes in
+//! report mode), `/metrics`
 //! (Prometheus text) and, with `[assertion]`, `/.well-known/jwks.json` (the keys that
 //! verify the sidecar's identity assertions). It never shares a port with the proxy.
 
@@ -83,16 +84,31 @@ async fn handle(
                 .metrics
                 .ready
                 .set(if reasons.is_none() { 1.0 } else { 0.0 });
+            // Report mode is a choice, not a readiness failure: named, still 200.
+            let note = state
+                .live
+                .load()
+                .config
+                .report_mode_warning()
+                .map(|w| format!("note: {w}\n"))
+                .unwrap_or_default();
             match reasons {
-                None => reply(StatusCode::OK, "text/plain", "ready\n"),
+                None => reply(StatusCode::OK, "text/plain", format!("ready\n{note}")),
                 Some(r) => reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
-                    format!("not ready:\n{}\n", r.join("\n")),
+                    format!("not ready:\n{}\n{note}", r.join("\n")),
                 ),
             }
         }
         "/metrics" => {
+            // Read from the configuration in force at each scrape: always current,
+            // across reloads, with nothing to update elsewhere.
+            let report_routes = state.live.load().config.report_mode_routes().len();
+            state
+                .metrics
+                .report_mode_routes
+                .set(i64::try_from(report_routes).unwrap_or(i64::MAX));
             state
                 .metrics
                 .ready

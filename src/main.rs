@@ -51,7 +51,8 @@ enum Command {
     Run,
     /// Validate the configuration, print the effective settings and exit.
     ///
-    /// Exit code 0 when valid; 64 with one line per problem, each naming its key.
+    /// Exit code 0 when valid; 64 with one line per problem, each naming its key. A
+    /// warning on standard error names the routes in report mode (exit code still 0).
     CheckConfig,
     /// Explain whether a token would be accepted, and why not.
     ///
@@ -259,6 +260,10 @@ fn main() -> ExitCode {
             Ok(cfg) => {
                 // Ignore a closed pipe (`check-config | head`): the verdict is the exit code.
                 let _ = writeln!(std::io::stdout(), "configuration is valid\n{cfg:#?}");
+                // A warning, not a problem: the exit code stays 0.
+                if let Some(warning) = cfg.report_mode_warning() {
+                    eprintln!("cognito-sidecar: warning: {warning}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -13,8 +13,16 @@ pub struct Metrics {
     /// Requests by outcome (`allowed`, `denied`, `public`, `anonymous`, `unavailable`,
     /// `bad_request`, `upstream_error`) and status class.
     pub requests: IntCounterVec,
-    /// Denials by reason.
+    /// Denials by reason (requests actually refused; report mode's would-be denials
+    /// are in [`Metrics::decisions`]).
     pub denied: IntCounterVec,
+    /// Every decision, by `mode` (`enforce`, `report`), `outcome` (`allow`, `deny`,
+    /// `would_deny`), `reason` (`ok` or the denial's) and `route` (the rule's `path`, or
+    /// `default`, or `none` when the path cannot be read).
+    pub decisions: IntCounterVec,
+    /// Route rules in report mode, the default rule included (set at each scrape from the
+    /// configuration in force).
+    pub report_mode_routes: IntGauge,
     /// Time spent deciding (parse, verify, policy).
     pub auth_duration: Histogram,
     /// Time from sending upstream to upstream response headers.
@@ -109,6 +117,19 @@ impl Metrics {
                 "Requests refused by the proxy, by reason.",
                 &["reason"],
             )?,
+            decisions: counter(
+                "cognito_sidecar_decisions_total",
+                "Authorization decisions in both modes, by mode, outcome (allow, deny, would_deny: refused in enforce mode, forwarded in report mode), reason and route.",
+                &["mode", "outcome", "reason", "route"],
+            )?,
+            report_mode_routes: {
+                let g = IntGauge::new(
+                    "cognito_sidecar_report_mode_routes",
+                    "Route rules in report mode (the default rule included): their would-be denials are forwarded.",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             auth_duration: histogram(
                 "cognito_sidecar_auth_duration_seconds",
                 "Time spent deciding whether to admit a request.",

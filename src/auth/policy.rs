@@ -101,6 +101,7 @@ impl Policy {
                 token_query_param: String::new(),
                 token_cookie: String::new(),
                 token_sources: with_alb(&cfg.token_sources),
+                mode: cfg.mode,
             },
             max_token_bytes: cfg.limits.max_token_bytes,
             preflight: cfg.cors_preflight,
@@ -159,6 +160,17 @@ impl Policy {
                 }
             })
             .unwrap_or(&self.default_route)
+    }
+
+    /// The `route` metric label of a rule [`Policy::route`] returned: its configured
+    /// `path`, or `default` for the implicit rule.
+    #[must_use]
+    pub fn route_label<'a>(&self, route: &'a RouteConfig) -> &'a str {
+        if std::ptr::eq(route, &self.default_route) {
+            crate::config::DEFAULT_ROUTE_LABEL
+        } else {
+            &route.path
+        }
     }
 }
 

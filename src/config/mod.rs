@@ -49,7 +49,7 @@ pub use self::pools::{
     IssuerFormat, JwksSettings, MAX_LEEWAY_SECONDS, MAX_POOL_ID_LEN, PoolConfig,
 };
 pub use self::revocation::{FailureMode, RevocationSettings, default_idp_endpoint};
-pub use self::routes::{AuthMode, PathMatch, RouteConfig};
+pub use self::routes::{AuthMode, DEFAULT_ROUTE_LABEL, PathMatch, RolloutMode, RouteConfig};
 pub use self::sources::{TokenSource, default_sources};
 pub use self::tls::TlsSettings;
 pub use crate::header_names::normalize_header_name;
@@ -192,6 +192,8 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     /// Route rules, first match wins.
     pub routes: Vec<RouteConfig>,
+    /// `mode`: of the implicit default rule, and of routes that do not set their own.
+    pub mode: RolloutMode,
     /// Limits and timeouts.
     pub limits: Limits,
     /// JWKS settings.
@@ -212,7 +214,7 @@ pub struct Config {
 
 /// Defaults of the optional top-level keys whose type has no `#[default]` of its own
 /// (`upstream_protocol`, `cors_preflight` and `log_format` default to their enum's
-/// `#[default]` variant; lists default to empty).
+/// `#[default]` variant, `mode` to enforce; lists default to empty).
 impl Config {
     /// `admin_listen`.
     pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
@@ -258,6 +260,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "log_level",
     "pools",
     "routes",
+    "mode",
     "limits",
     "jwks",
     "identity",

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{AuthMode, IssuerFormat, PathMatch, PoolConfig, TokenUse};
+use super::{AuthMode, IssuerFormat, PathMatch, PoolConfig, RolloutMode, TokenUse};
 
 /// One `[[pools]]` entry.
 #[derive(Debug, Deserialize)]
@@ -73,6 +73,7 @@ pub(super) struct RawRoute {
     #[serde(default)]
     pub(super) token_cookie: String,
     pub(super) token_sources: Option<Vec<String>>,
+    pub(super) mode: Option<RolloutMode>,
 }
 
 /// `[tls]`.

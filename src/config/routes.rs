@@ -35,6 +35,34 @@ impl AuthMode {
     }
 }
 
+/// Whether a route's refusals are carried out (`mode`, top level and per route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutMode {
+    /// Requests the decision refuses are refused (the default).
+    #[default]
+    Enforce,
+    /// Report-only ("shadow"): every decision is made, logged and counted as in enforce
+    /// mode, and a request it would refuse is forwarded anonymously (no identity, no
+    /// credential). Requests the proxy can never forward stay refused.
+    Report,
+}
+
+impl RolloutMode {
+    /// Metric label.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Report => "report",
+        }
+    }
+}
+
+/// The `route` label of the implicit rule that governs paths no `[[routes]]` entry
+/// matches (configured paths start with `/`, so it never names one of them).
+pub const DEFAULT_ROUTE_LABEL: &str = "default";
+
 /// How a route's `path` is compared with the request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -74,6 +102,37 @@ pub struct RouteConfig {
     /// `token_sources` (else the top-level list), plus `token_query_param` and
     /// `token_cookie`.
     pub token_sources: Arc<[TokenSource]>,
+    /// The route's `mode`, else the top-level one.
+    pub mode: RolloutMode,
+}
+
+impl super::Config {
+    /// The routes in report mode, as their metric labels (`path`, or
+    /// [`DEFAULT_ROUTE_LABEL`] for the implicit default rule).
+    #[must_use]
+    pub fn report_mode_routes(&self) -> Vec<&str> {
+        let routes = self
+            .routes
+            .iter()
+            .filter(|r| r.mode == RolloutMode::Report)
+            .map(|r| r.path.as_str());
+        let default = (self.mode == RolloutMode::Report).then_some(DEFAULT_ROUTE_LABEL);
+        routes.chain(default).collect()
+    }
+
+    /// The warning `check-config` prints and `/readyz` shows while any route is in
+    /// report mode (`None` when none is).
+    #[must_use]
+    pub fn report_mode_warning(&self) -> Option<String> {
+        let routes = self.report_mode_routes();
+        (!routes.is_empty()).then(|| {
+            format!(
+                "report mode (mode = \"report\") on route(s) {}: requests they would refuse are \
+                 forwarded without identity",
+                routes.join(", ")
+            )
+        })
+    }
 }
 
 impl Validator {
@@ -82,6 +141,7 @@ impl Validator {
         &mut self,
         root: &Root,
         global: Option<&Arc<[TokenSource]>>,
+        mode: RolloutMode,
     ) -> Option<Vec<RouteConfig>> {
         let items = self.optional::<Vec<Value>>(root, "routes", Vec::new())?;
         let mut routes = Vec::new();
@@ -92,7 +152,7 @@ impl Validator {
                 ok = false;
                 continue;
             };
-            match self.route(&key, raw, global) {
+            match self.route(&key, raw, global, mode) {
                 Some(r) => routes.push(r),
                 None => ok = false,
             }
@@ -106,6 +166,7 @@ impl Validator {
         key: &str,
         raw: RawRoute,
         global: Option<&Arc<[TokenSource]>>,
+        mode: RolloutMode,
     ) -> Option<RouteConfig> {
         let before = self.problems.len();
         if !raw.path.starts_with('/') {
@@ -211,6 +272,7 @@ impl Validator {
             token_query_param: raw.token_query_param,
             token_cookie: raw.token_cookie,
             token_sources: sources.into(),
+            mode: raw.mode.unwrap_or(mode),
         })
     }
 }
@@ -256,6 +318,29 @@ mod tests {
                 "routes[0].methods: \"get\" is not an upper-case HTTP method token (e.g. \"GET\")",
                 "routes[0]: group and scope names must not be empty",
             ]
+        );
+    }
+
+    #[test]
+    fn a_route_without_a_mode_takes_the_top_level_one_and_the_default_rule_counts() {
+        let cfg = Config::from_toml(&format!(
+            "mode = \"report\"\n{MIN}\n[[routes]]\npath = \"/a\"\n[[routes]]\npath = \"/b\"\nmode = \"enforce\""
+        ))
+        .expect("valid");
+        let modes: Vec<_> = cfg.routes.iter().map(|r| r.mode).collect();
+        assert_eq!(modes, [RolloutMode::Report, RolloutMode::Enforce]);
+        assert_eq!(cfg.report_mode_routes(), ["/a", DEFAULT_ROUTE_LABEL]);
+        assert!(
+            cfg.report_mode_warning()
+                .is_some_and(|w| w.contains("/a, default"))
+        );
+        let enforced = Config::from_toml(MIN).expect("valid");
+        assert_eq!(enforced.mode, RolloutMode::Enforce);
+        assert_eq!(enforced.report_mode_warning(), None);
+        let p = problems(&format!("mode = \"shadow\"\n{MIN}"));
+        assert!(
+            p.len() == 1 && p[0].starts_with("mode: ") && p[0].contains("report"),
+            "{p:?}"
         );
     }
 }

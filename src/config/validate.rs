@@ -156,7 +156,8 @@ impl Validator {
         let log_level = self.optional(root, "log_level", Config::DEFAULT_LOG_LEVEL.to_owned());
         let pools = self.pools(root);
         let token_sources = self.token_sources(root);
-        let routes = self.routes(root, token_sources.as_ref());
+        let mode = self.optional(root, "mode", super::RolloutMode::default());
+        let routes = self.routes(root, token_sources.as_ref(), mode.unwrap_or_default());
         let limits = self.limits(root);
         let jwks = self.jwks(root);
         let identity = self.identity(root);
@@ -222,6 +223,7 @@ impl Validator {
             log_level: log_level?,
             pools: pools?,
             routes: routes?,
+            mode: mode?,
             limits: limits?,
             jwks: jwks?,
             identity: identity?,

@@ -1,6 +1,7 @@
 //! Phases 1-2: header checks, the decision (with the kid-miss refresh, the sign-in
-//! phase of `login.rs` when `[login]` is set, and the body-size check), and the request the upstream receives (stripping, identity and its signed
-//! assertion, forwarding headers, WebSocket upgrade headers).
+//! phase of `login.rs` when `[login]` is set, report mode's review in `report.rs`, and
+//! the body-size check), and the request the upstream receives (stripping, identity and
+//! its signed assertion, forwarding headers, WebSocket upgrade headers).
 
 use std::sync::Arc;
 
@@ -101,6 +102,7 @@ pub(super) async fn process(
         }
         None => (request_filter(&parts, shared).await, Vec::new()),
     };
+    let (decision, would_deny) = super::report::review(decision, &parts, shared);
     let auth_secs = auth_started.elapsed().as_secs_f64();
     let admission = match decision {
         Decision::Deny(denial) => {
@@ -171,12 +173,12 @@ pub(super) async fn process(
     let upstream_secs = upstream_started.elapsed().as_secs_f64();
     shared.metrics.upstream_duration.observe(upstream_secs);
     let outcome = Outcome {
-        label: if error.is_some() {
-            "upstream_error"
-        } else {
-            admission.admit.label()
+        label: match (error, would_deny) {
+            (Some(_), _) => "upstream_error",
+            (None, Some(_)) => "report_denied",
+            (None, None) => admission.admit.label(),
         },
-        reason: error,
+        reason: error.or(would_deny),
         sub,
         auth_secs,
         upstream_secs: Some(upstream_secs),

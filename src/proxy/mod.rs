@@ -6,15 +6,18 @@
 //!
 //! Layout: this file holds the shared state and the entry points ([`handle`],
 //! [`overloaded`]); `handler.rs` the phases up to the upstream request; `forward.rs`
-//! the upstream call and its failures; `login.rs` browser sign-in (callback, sign-out, sessions); `respond.rs` every answer the proxy makes
-//! itself (statuses, challenges, gRPC status); `access_log.rs` the access log, metrics
-//! and request ids; `upstream.rs` the pooled client; `upload.rs` request-body timing;
-//! `websocket.rs` bridged sessions.
+//! the upstream call and its failures; `login.rs` browser sign-in (callback, sign-out,
+//! sessions); `report.rs` report-only mode (every decision counted, would-be denials
+//! forwarded anonymously); `respond.rs` every answer the proxy makes itself (statuses,
+//! challenges, gRPC status); `access_log.rs` the access log, metrics and request ids;
+//! `upstream.rs` the pooled client; `upload.rs` request-body timing; `websocket.rs`
+//! bridged sessions.
 
 mod access_log;
 mod forward;
 mod handler;
 mod login;
+mod report;
 mod respond;
 pub mod upload;
 pub mod upstream;

@@ -2,7 +2,8 @@
 //! ways until either side closes, nothing moves for `limits.websocket_idle_timeout_seconds`,
 //! the token that opened the session expires (plus the pool's leeway; opt out with
 //! `limits.websocket_close_on_token_expiry = false`), or a reload makes the route refuse
-//! that token. Open sessions are counted so the drain can wait for them.
+//! that token (a route in report mode keeps what it may forward). Open sessions are
+//! counted so the drain can wait for them.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -17,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use crate::auth::{self, Decision};
+use crate::auth;
 use crate::clock::unix_now;
 use crate::metrics::Metrics;
 use crate::proxy::Shared;
@@ -112,12 +113,11 @@ pub struct Admitted {
     pub keep_alive: Option<KeepAlive>,
 }
 
-/// Re-runs the pure decision for a session's request; `true` while it is still allowed.
+/// Re-runs the pure decision for a session's request; `true` while it is still allowed
+/// (or, on a route in report mode, would be forwarded anyway).
 fn still_allowed(shared: &Shared, parts: &Parts, now: i64) -> bool {
-    matches!(
-        auth::authorize(parts, now, &shared.jwks.snapshot(), &shared.policy),
-        Decision::Allow(_)
-    )
+    let decision = auth::authorize(parts, now, &shared.jwks.snapshot(), &shared.policy);
+    super::report::forwards(&decision, parts, shared)
 }
 
 /// Marks a request or response head as a WebSocket upgrade (`Connection: upgrade`,
