@@ -172,6 +172,18 @@ pub async fn verify_token(
         .map_err(|e| format!("bad --method or --path: {e}"))?;
     let (parts, ()) = request.into_parts();
     let decision = auth::authorize(&parts, now, &jwks.snapshot(), &policy);
+    // The deny-list as read with the configuration, as the proxy would apply it.
+    let decision = match decision {
+        Decision::Allow(a)
+            if a.identity
+                .as_ref()
+                .zip(cfg.deny_list.as_ref())
+                .is_some_and(|(i, d)| crate::deny_list::listed(i, &d.list).is_some()) =>
+        {
+            Decision::Deny(auth::Denial::Revoked)
+        }
+        d => d,
+    };
     let _ = writeln!(out, "request:  {method} {path}");
     match decision {
         Decision::Deny(d) => {

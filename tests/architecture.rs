@@ -35,7 +35,7 @@ const LAYERS: &[&[&str]] = &[
     &["auth"],
     // Around the decision: the verified-token cache, header hygiene, the signed
     // identity assertion.
-    &["cache", "headers", "login", "assertion"],
+    &["cache", "deny_list", "headers", "login", "assertion"],
     // The request path: handler phases, upstream client, uploads, WebSockets.
     &["proxy"],
     // Operations over a running proxy.

@@ -99,6 +99,9 @@ pub enum Denial {
     },
     /// The access token and the ALB data header name different users.
     AlbMismatch,
+    /// The token verified, but the deny-list names its `sub`, username, `jti`,
+    /// `origin_jti` or client.
+    Revoked,
 }
 
 impl Denial {
@@ -146,6 +149,7 @@ impl Denial {
             Self::Alb(e) => e.reason(),
             Self::UnknownAlbKid { .. } => "alb_unknown_kid",
             Self::AlbMismatch => "alb_subject_mismatch",
+            Self::Revoked => "revoked",
         }
     }
 
@@ -224,12 +228,15 @@ impl Denial {
             Self::AlbMismatch => {
                 "the access token and the load balancer's data header name different users (sub)"
             }
+            Self::Revoked => {
+                "the token is valid but the deny-list ([deny_list] file) names its sub, username, jti, origin_jti or client_id"
+            }
         }
     }
 
     /// Every reason label, for pre-creating metric series ([`crate::alb::AlbError::REASONS`]
     /// are the reasons of [`Denial::Alb`]).
-    pub const REASONS: [&'static str; 25] = [
+    pub const REASONS: [&'static str; 26] = [
         "bad_path",
         "method_not_allowed",
         "bad_method",
@@ -255,6 +262,7 @@ impl Denial {
         "insufficient_scope",
         "scopes_need_access_token",
         "alb_subject_mismatch",
+        "revoked",
     ];
 }
 

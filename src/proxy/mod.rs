@@ -85,6 +85,9 @@ pub struct Shared {
     pub strip_with_credentials: Arc<[String]>,
     /// Signs the identity assertion (`None` without `[assertion]`).
     pub assertion: Option<crate::assertion::Signer>,
+    /// The deny-list (`None` without `[deny_list]`); shared across configurations
+    /// whose `[deny_list]` file and limits are the same.
+    pub deny_list: Option<Arc<crate::deny_list::DenyListHandle>>,
 }
 
 impl Shared {
@@ -101,6 +104,7 @@ impl Shared {
         metrics: Arc<Metrics>,
         websockets: Arc<Sessions>,
         assertion_keys: &Arc<crate::assertion::KeyRing>,
+        deny_list: Option<Arc<crate::deny_list::DenyListHandle>>,
     ) -> Result<Self, SharedError> {
         let client = upstream::client(&config)?;
         let login = crate::login::Login::from_config(&config)?;
@@ -147,6 +151,7 @@ impl Shared {
             }
         }
         Ok(Self {
+            deny_list,
             alb_keys,
             strip_with_credentials: strip_with_credentials.into(),
             login,

@@ -169,7 +169,7 @@ pub(crate) fn answer(denial: &Denial) -> Answer {
                 r#"{"error":"temporarily_unavailable"}"#,
             )
         },
-        Denial::Alb(_) | Denial::UnknownAlbKid { .. } | Denial::AlbMismatch => a(
+        Denial::Alb(_) | Denial::UnknownAlbKid { .. } | Denial::AlbMismatch | Denial::Revoked => a(
             StatusCode::UNAUTHORIZED,
             "denied",
             Some("invalid_token"),
@@ -200,6 +200,9 @@ pub fn deny_response(denial: &Denial, realm: &str, method: &Method) -> Response<
     } = answer(denial);
     let detail = match denial {
         Denial::Expired => Some(r#", error_description="The access token expired""#.to_owned()),
+        Denial::Revoked => {
+            Some(r#", error_description="The access token has been revoked""#.to_owned())
+        }
         Denial::InsufficientScope { scopes } => Some(format!(r#", scope="{scopes}""#)),
         Denial::ScopesNeedAccessToken { scopes } => Some(format!(
             r#", error_description="This route requires an access token with one of its scopes", scope="{scopes}""#
@@ -270,6 +273,7 @@ mod tests {
             },
             Denial::ScopesNeedAccessToken { scopes },
             Denial::AlbMismatch,
+            Denial::Revoked,
             Denial::Alb(crate::alb::AlbError::Signature),
             Denial::UnknownAlbKid { kid: "k".into() },
         ]
@@ -302,8 +306,9 @@ mod tests {
             Denial::InsufficientScope { .. } => 22,
             Denial::ScopesNeedAccessToken { .. } => 23,
             Denial::AlbMismatch => 24,
-            Denial::Alb(_) => 25,
-            Denial::UnknownAlbKid { .. } => 26,
+            Denial::Revoked => 25,
+            Denial::Alb(_) => 26,
+            Denial::UnknownAlbKid { .. } => 27,
         }
     }
 
