@@ -6,7 +6,10 @@
 //! - `verify_parts/*`: the pieces of a cold verification (strict parse, RSA check,
 //!   typed claims) and the cache key (SHA-256 of the token);
 //! - `headers/*`: `headers::strip_inbound` + `headers::inject_identity` on a typical
-//!   request head.
+//!   request head;
+//! - `deny_list/*`: the deny-list check after every decision, against an empty list and
+//!   a 100,000-entry one with every kind in use (the caller not listed, so every kind is
+//!   looked up), and through a handle (lock-free snapshot, check).
 //!
 //! `cargo bench --bench decision` (about a minute). The token is the realistic Cognito
 //! access token of the end-to-end suite (`bench/claims.rs`, about 1 KB of claims).
@@ -28,7 +31,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cognito_sidecar::auth::{self, Admission, Decision, Policy};
 use cognito_sidecar::cache::TokenCache;
-use cognito_sidecar::config::{Config, normalize_header_name};
+use cognito_sidecar::config::{
+    Config, DenyKind, DenyList, DenyListSettings, normalize_header_name,
+};
+use cognito_sidecar::deny_list::{self, DenyListHandle};
 use cognito_sidecar::headers;
 use cognito_sidecar::issuer::DevIssuer;
 use cognito_sidecar::jwks::{KeysSnapshot, PoolKeys};
@@ -269,5 +275,64 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(decision, benches);
+fn deny_list_benches(c: &mut Criterion) {
+    let issuer = DevIssuer::generate(&[KID]).unwrap();
+    let keys = KeysSnapshot {
+        pools: vec![PoolKeys {
+            keys: Some(Arc::new(issuer.key_set())),
+            fetched_at: now(),
+        }],
+        alb: None,
+    };
+    let policy = Policy::from_config(&config());
+    let token = issuer.mint(KID, &access_claims("alice", 0, &GROUPS, now() - 60));
+    let parts = request("/api/orders?limit=10", Some(&token));
+    let admission = allowed(auth::authorize(&parts, now(), &keys, &policy));
+    let identity = admission.identity.clone().expect("identity");
+    let mut text = String::new();
+    for i in 0..100_000usize {
+        let kind = DenyKind::ALL[i % DenyKind::ALL.len()].label();
+        text.push_str(&format!("{kind}:{i:08x}-2222-3333-4444-555555555555\n"));
+    }
+    let big = Arc::new(DenyList::parse(text.as_bytes(), 100_000).unwrap());
+    let subs: String = (0..100_000usize)
+        .map(|i| format!("sub:{i:08x}-2222-3333-4444-555555555555\n"))
+        .collect();
+    let subs = DenyList::parse(subs.as_bytes(), 100_000).unwrap();
+    let empty = DenyList::default();
+    assert_eq!(deny_list::listed(&identity, &big), None);
+    let settings = DenyListSettings {
+        file: "/nonexistent".into(),
+        reload_interval: Duration::from_secs(5),
+        max_entries: 100_000,
+        max_bytes: 4 << 20,
+        list: Arc::clone(&big),
+    };
+    let metrics = Arc::new(cognito_sidecar::metrics::Metrics::new().unwrap());
+    let handle = DenyListHandle::new(&settings, metrics, || {});
+
+    let mut g = c.benchmark_group("deny_list");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(30);
+    g.bench_function("listed_empty_list", |b| {
+        b.iter(|| deny_list::listed(black_box(&identity), &empty));
+    });
+    g.bench_function("listed_100k_entries_every_kind", |b| {
+        b.iter(|| deny_list::listed(black_box(&identity), &big));
+    });
+    g.bench_function("listed_100k_subs_only", |b| {
+        b.iter(|| deny_list::listed(black_box(&identity), &subs));
+    });
+    g.bench_function("apply_through_handle_100k_entries", |b| {
+        b.iter_batched(
+            || Decision::Allow(admission.clone()),
+            |d| deny_list::apply(d, Some(&handle)),
+            BatchSize::SmallInput,
+        );
+    });
+    g.finish();
+}
+
+criterion_group!(decision, benches, deny_list_benches);
 criterion_main!(decision);

@@ -179,6 +179,18 @@ pub async fn verify_token(
     if let Some(r) = revocation.map_err(|e| e.to_string())? {
         decision = r.filter(&parts, &policy, decision).await;
     }
+    // The deny-list as read with the configuration, as the proxy would apply it.
+    let decision = match decision {
+        Decision::Allow(a)
+            if a.identity
+                .as_ref()
+                .zip(cfg.deny_list.as_ref())
+                .is_some_and(|(i, d)| crate::deny_list::listed(i, &d.list).is_some()) =>
+        {
+            Decision::Deny(auth::Denial::Revoked)
+        }
+        d => d,
+    };
     let _ = writeln!(out, "request:  {method} {path}");
     match decision {
         Decision::Deny(d) => {

@@ -17,7 +17,8 @@
 //!    development issuer; [`alb`], the `x-amzn-oidc-data` header of an authenticating
 //!    ALB (PURE parse and verify) and its load balancers' keys (I/O).
 //! 4. [`auth`]: PURE `authorize(parts, now, keys, policy) -> Decision`.
-//! 5. [`cache`] (the verified-token cache around the decision), [`headers`] (PURE
+//! 5. [`cache`] (the verified-token cache around the decision), [`deny_list`] (the
+//!    incident-response deny-list checked after every decision), [`headers`] (PURE
 //!    header hygiene: strip, then inject identity and forwarding headers),
 //!    [`assertion`] (the signed identity for backends that verify, and its key ring),
 //!    [`login`] (browser sign-in building blocks, not yet wired into routing) and
@@ -55,6 +56,7 @@ pub mod clock;
 pub mod config;
 pub mod credential;
 pub mod demo;
+pub mod deny_list;
 pub mod diagnose;
 pub mod flag;
 pub mod header_names;

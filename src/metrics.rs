@@ -74,6 +74,12 @@ pub struct Metrics {
     /// Duration of each `GetUser` call made by the revocation check (cache hits make
     /// none).
     pub revocation_check_duration: Histogram,
+    /// Distinct entries of the deny-list in force.
+    pub deny_list_entries: IntGauge,
+    /// Deny-list file reads by result (`success`, `invalid`, `error`).
+    pub deny_list_reloads: IntCounterVec,
+    /// Tokens refused because the deny-list names them, by the kind of entry that did.
+    pub deny_list_hits: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -281,10 +287,32 @@ impl Metrics {
                 "cognito_sidecar_revocation_check_duration_seconds",
                 "Duration of the GetUser calls made by the online revocation check.",
             )?,
+            deny_list_entries: {
+                let g = IntGauge::new(
+                    "cognito_sidecar_deny_list_entries",
+                    "Distinct entries of the deny-list in force (0 without one).",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            deny_list_reloads: counter(
+                "cognito_sidecar_deny_list_reloads_total",
+                "Deny-list file reads after a change or SIGHUP, by result (invalid and error keep the last good list).",
+                &["result"],
+            )?,
+            deny_list_hits: counter(
+                "cognito_sidecar_deny_list_hits_total",
+                "Verified tokens refused because the deny-list names them, by the kind of entry that matched.",
+                &["kind"],
+            )?,
             registry,
         };
         for result in ["success", "invalid", "error"] {
             m.config_reloads.with_label_values(&[result]);
+            m.deny_list_reloads.with_label_values(&[result]);
+        }
+        for kind in ["sub", "username", "jti", "origin_jti", "client_id"] {
+            m.deny_list_hits.with_label_values(&[kind]);
         }
         m.connections_rejected.with_label_values(&["per_ip_limit"]);
         for event in ["sign_in_started", "sign_in", "refresh", "sign_out"] {

@@ -9,7 +9,9 @@
 //!
 //! [`watch()`] is the reload loop: SIGHUP, or a change of the file's content that has
 //! settled (the same bytes across a settle interval, so a file written in several steps
-//! is never loaded half-written), and it parses exactly the bytes it saw settle.
+//! is never loaded half-written), and it parses exactly the bytes it saw settle. SIGHUP
+//! also re-reads the deny-list file (which has a watcher of its own, see
+//! [`crate::deny_list`]).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,7 @@ use tokio::sync::watch;
 use crate::StartError;
 use crate::assertion::KeyRing;
 use crate::config::Config;
+use crate::deny_list::{DenyListHandle, Reread};
 use crate::jwks::Jwks;
 use crate::metrics::Metrics;
 use crate::proxy::{Sessions, Shared};
@@ -83,14 +86,22 @@ impl Live {
         jwks.spawn_refreshers(stop_rx);
         let websockets = Arc::<Sessions>::default();
         let assertion_keys = Arc::<KeyRing>::default();
+        let deny_list = DenyListHandle::for_config(
+            None,
+            config.deny_list.as_ref(),
+            &metrics,
+            recheck(&websockets),
+        );
         let shared = Arc::new(Shared::new(
             config,
             jwks,
             Arc::clone(&metrics),
             Arc::clone(&websockets),
             &assertion_keys,
+            deny_list,
         )?);
         websockets.config_changed(&shared);
+        DenyListHandle::installed(None, shared.deny_list.as_ref(), &metrics);
         Ok(Arc::new(Self {
             current: ArcSwap::new(shared),
             metrics,
@@ -119,11 +130,21 @@ impl Live {
         &self.websockets
     }
 
-    /// Stops the current key refreshers (process shutdown).
+    /// Stops the current key refreshers and deny-list watcher (process shutdown).
     pub fn stop(&self) {
         if let Ok(tx) = self.jwks_stop.lock() {
             let _ = tx.send(true);
         }
+        if let Some(deny_list) = &self.load().deny_list {
+            deny_list.stop();
+        }
+    }
+
+    /// Re-reads the deny-list file now, changed or not (SIGHUP); `None` without
+    /// `[deny_list]`.
+    pub async fn reread_deny_list(&self) -> Option<Reread> {
+        let handle = self.load().deny_list.clone()?;
+        Some(handle.reread("SIGHUP").await)
     }
 
     /// Swaps in a new, already validated configuration.
@@ -211,18 +232,31 @@ impl Live {
             report.keys_rebuilt = true;
             (jwks, Some(tx))
         };
+        // Same `[deny_list]` file and limits: the list in force and its watcher carry on.
+        let deny_list = DenyListHandle::for_config(
+            old.deny_list.as_ref(),
+            new.deny_list.as_ref(),
+            &self.metrics,
+            recheck(&self.websockets),
+        );
         let shared = Shared::new(
             Arc::clone(&new),
             jwks,
             Arc::clone(&self.metrics),
             Arc::clone(&self.websockets),
             &self.assertion_keys,
+            deny_list,
         )
         .map_err(StartError::from)?;
         let shared = Arc::new(shared);
         self.current.store(Arc::clone(&shared));
         // Bridged WebSockets re-check their admission under the new rules.
         self.websockets.config_changed(&shared);
+        DenyListHandle::installed(
+            old.deny_list.as_ref(),
+            shared.deny_list.as_ref(),
+            &self.metrics,
+        );
         if let Some(tx) = stop
             && let Ok(mut current) = self.jwks_stop.lock()
         {
@@ -237,6 +271,13 @@ impl Live {
         self.metrics.config_last_reload.set(now);
         Ok(report)
     }
+}
+
+/// What a deny-list change does besides swapping the list: open WebSocket sessions
+/// re-check their token.
+fn recheck(sessions: &Arc<Sessions>) -> impl Fn() + Send + Sync + 'static {
+    let sessions = Arc::clone(sessions);
+    move || sessions.recheck()
 }
 
 /// How [`watch()`] follows the configuration.
@@ -307,6 +348,10 @@ pub async fn watch(live: Arc<Live>, settings: WatchSettings) {
                 "file change"
             }
         };
+        // SIGHUP re-reads the deny-list too, whatever becomes of the configuration.
+        if trigger == "SIGHUP" {
+            live.reread_deny_list().await;
+        }
         let metrics = Arc::clone(&live.load().metrics);
         let loaded = match &path {
             None => Config::load(None).map_err(|e| format!("environment: {e}")),

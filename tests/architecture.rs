@@ -34,8 +34,15 @@ const LAYERS: &[&[&str]] = &[
     // The pure decision.
     &["auth"],
     // Around the decision: the verified-token cache, header hygiene, the signed
-    // identity assertion, the online revocation check.
-    &["cache", "headers", "login", "assertion", "revocation"],
+    // identity assertion, the online revocation check, the deny-list.
+    &[
+        "cache",
+        "deny_list",
+        "headers",
+        "login",
+        "assertion",
+        "revocation",
+    ],
     // The request path: handler phases, upstream client, uploads, WebSockets.
     &["proxy"],
     // Operations over a running proxy.

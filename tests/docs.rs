@@ -589,13 +589,20 @@ async fn readme_commands_marked_here_succeed_with_the_readme_minimal_config() {
 fn every_toml_snippet_in_the_readme_is_a_valid_configuration() {
     let blocks = fenced(&readme(), "toml");
     assert!(!blocks.is_empty(), "README has no TOML blocks");
-    // Secret files are the deployment's: a snippet naming one loads with a real file
-    // of the right shape in its place.
+    // Secret and deny-list files are the deployment's: a snippet naming one loads with a
+    // real file of the right shape in its place.
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("session-keys");
     std::fs::write(&keys, "ab".repeat(32)).unwrap();
+    let deny_list = dir.path().join("deny-list.txt");
+    std::fs::write(&deny_list, "sub:7f3a1c2e-0b5d-4e8f-9a61-2c4d5e6f7a8b\n").unwrap();
     for block in blocks {
-        let block = block.replace("/run/secrets/session-keys", &keys.display().to_string());
+        let block = block
+            .replace("/run/secrets/session-keys", &keys.display().to_string())
+            .replace(
+                "/etc/cognito-sidecar/deny-list.txt",
+                &deny_list.display().to_string(),
+            );
         if let Err(e) = Config::from_toml(&block) {
             panic!("README TOML block does not load:\n{block}\n{e}");
         }

@@ -649,6 +649,34 @@ async fn a_reload_that_refuses_the_token_ends_its_bridged_websocket() {
 }
 
 #[tokio::test]
+async fn listing_its_user_on_the_deny_list_ends_a_bridged_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let deny = dir.path().join("deny-list.txt");
+    std::fs::write(&deny, "").unwrap();
+    let (env, _) = ws_env(&format!(
+        "[deny_list]\nfile = \"{}\"\nreload_interval_seconds = 3600\n",
+        deny.display()
+    ))
+    .await;
+    let listed = mint(&with(access_claims(), "sub", serde_json::json!("listed")));
+    let other = mint(&access_claims());
+    let mut ws = ws_connect(env.sidecar.proxy_addr, "/ws/chat", Some(&listed))
+        .await
+        .unwrap();
+    let mut other_ws = ws_connect(env.sidecar.proxy_addr, "/ws/chat", Some(&other))
+        .await
+        .unwrap();
+    assert!(ws_echoes(&mut ws).await);
+    std::fs::write(&deny, "sub:listed\n").unwrap();
+    env.sidecar.live.reread_deny_list().await;
+    ws_ended(&mut ws).await;
+    assert!(
+        ws_echoes(&mut other_ws).await,
+        "other users' sessions run on"
+    );
+}
+
+#[tokio::test]
 async fn websocket_upgrades_never_switch_without_a_valid_token_or_an_enabled_route() {
     let seen: Arc<Mutex<Vec<(String, http::HeaderMap)>>> = Arc::default();
     let ws_addr = start_ws_upstream(Arc::clone(&seen)).await;

@@ -99,8 +99,9 @@ pub enum Denial {
     },
     /// The access token and the ALB data header name different users.
     AlbMismatch,
-    /// Cognito refuses the access token (`GetUser`): revoked, signed out globally, or
-    /// its user disabled or deleted (`src/revocation/`).
+    /// The token verified but is revoked: Cognito's `GetUser` refuses it (revoked,
+    /// signed out globally, its user disabled or deleted; `src/revocation/`), or the
+    /// deny-list names its `sub`, username, `jti`, `origin_jti` or client.
     Revoked,
     /// The revocation check could not be made (timeout, endpoint error, throttling, too
     /// many checks in flight) and `revocation_check.failure_mode` is `closed`.
@@ -233,7 +234,7 @@ impl Denial {
                 "the access token and the load balancer's data header name different users (sub)"
             }
             Self::Revoked => {
-                "Cognito's GetUser refuses the access token: revoked (RevokeToken, global sign-out) or its user disabled or deleted"
+                "the token is revoked: Cognito's GetUser refuses the access token (RevokeToken, global sign-out, user disabled or deleted), or the deny-list ([deny_list] file) names its sub, username, jti, origin_jti or client_id"
             }
             Self::RevocationUnavailable => {
                 "the online revocation check could not be made (timeout, endpoint error or throttling, max_concurrent reached) and failure_mode is closed"

@@ -13,7 +13,7 @@
 //! Each section's typed struct, its defaults (associated `DEFAULT_*` constants next to
 //! the struct) and its checks live together: `pools.rs` (`[[pools]]`, `[jwks]`),
 //! `routes.rs` (`[[routes]]`), `limits.rs` (`[limits]`, `[cache]`, `[shutdown]`),
-//! `identity.rs` (`[identity]`), `login.rs` (`[login]`), `assertion.rs` (`[assertion]`), `revocation.rs` (`[revocation_check]`) and `tls.rs` (`[tls]`). Defaults of top-level keys are
+//! `identity.rs` (`[identity]`), `login.rs` (`[login]`), `assertion.rs` (`[assertion]`), `revocation.rs` (`[revocation_check]`), `deny_list.rs` (`[deny_list]` and its file's format) and `tls.rs` (`[tls]`). Defaults of top-level keys are
 //! constants on [`Config`].
 
 use std::collections::BTreeMap;
@@ -29,6 +29,7 @@ use serde::Deserialize;
 
 mod alb;
 mod assertion;
+mod deny_list;
 mod identity;
 mod limits;
 mod login;
@@ -42,6 +43,7 @@ mod validate;
 
 pub use self::alb::{AlbDataSettings, AlbSettings};
 pub use self::assertion::{AssertionKey, AssertionSettings};
+pub use self::deny_list::{DenyKind, DenyList, DenyListError, DenyListSettings};
 pub use self::identity::IdentityConfig;
 pub use self::limits::{CacheSettings, Limits, ShutdownSettings};
 pub use self::login::{CLIENT_SECRET_ENV, LoginSettings, SESSION_KEYS_ENV, Secret};
@@ -161,6 +163,8 @@ pub struct Config {
     pub upstream_ca_file: Option<PathBuf>,
     /// Downstream TLS; `None` = plain HTTP.
     pub tls: Option<TlsSettings>,
+    /// Deny-list for incident response; `None` unless `[deny_list]` is set.
+    pub deny_list: Option<DenyListSettings>,
     /// Shutdown timings.
     pub shutdown: ShutdownSettings,
     /// Verified-token cache.
@@ -245,6 +249,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "upstream_protocol",
     "upstream_ca_file",
     "tls",
+    "deny_list",
     "shutdown",
     "cache",
     "realm",

@@ -87,6 +87,17 @@ pub(super) struct RawTls {
     pub(super) handshake_timeout_seconds: Option<u64>,
 }
 
+/// `[deny_list]`. `file` is required but read as an option, so that a missing one is
+/// reported by its own key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDenyList {
+    pub(super) file: Option<PathBuf>,
+    pub(super) reload_interval_seconds: Option<u64>,
+    pub(super) max_entries: Option<usize>,
+    pub(super) max_bytes: Option<u64>,
+}
+
 /// `[cache]`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]

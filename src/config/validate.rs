@@ -123,6 +123,7 @@ impl Validator {
             self.optional(root, "upstream_protocol", UpstreamProtocol::default());
         let upstream_ca_file = self.optional::<Option<PathBuf>>(root, "upstream_ca_file", None);
         let tls = self.tls(root);
+        let deny_list = self.deny_list(root);
         let shutdown = self.shutdown(root);
         let cache = self.cache(root);
         let realm = self
@@ -208,6 +209,7 @@ impl Validator {
             upstream_protocol: upstream_protocol?,
             upstream_ca_file: upstream_ca_file?,
             tls: tls?,
+            deny_list: deny_list?,
             shutdown: shutdown?,
             cache: cache?,
             realm: realm?,

@@ -241,7 +241,7 @@ pub(super) fn decide(parts: &Parts, shared: &Shared) -> Decision {
         };
         counter.inc();
     }
-    decision
+    crate::deny_list::apply(decision, shared.deny_list.as_deref())
 }
 
 /// Phase 2: the request the upstream receives.

@@ -93,6 +93,9 @@ pub struct Shared {
     pub assertion: Option<crate::assertion::Signer>,
     /// The online revocation check (`None` unless a pool has `revocation_check`).
     pub revocation: Option<crate::revocation::Revocation>,
+    /// The deny-list (`None` without `[deny_list]`); shared across configurations
+    /// whose `[deny_list]` file and limits are the same.
+    pub deny_list: Option<Arc<crate::deny_list::DenyListHandle>>,
 }
 
 impl Shared {
@@ -109,6 +112,7 @@ impl Shared {
         metrics: Arc<Metrics>,
         websockets: Arc<Sessions>,
         assertion_keys: &Arc<crate::assertion::KeyRing>,
+        deny_list: Option<Arc<crate::deny_list::DenyListHandle>>,
     ) -> Result<Self, SharedError> {
         let client = upstream::client(&config)?;
         let login = crate::login::Login::from_config(&config)?;
@@ -157,6 +161,7 @@ impl Shared {
         }
         Ok(Self {
             revocation,
+            deny_list,
             alb_keys,
             strip_with_credentials: strip_with_credentials.into(),
             login,

@@ -2,8 +2,8 @@
 //! ways until either side closes, nothing moves for `limits.websocket_idle_timeout_seconds`,
 //! the token that opened the session expires (plus the pool's leeway; opt out with
 //! `limits.websocket_close_on_token_expiry = false`), or a reload makes the route refuse
-//! that token (a route in report mode keeps what it may forward). Open sessions are
-//! counted so the drain can wait for them.
+//! that token or a deny-list change names it (a route in report mode keeps what it may
+//! forward). Open sessions are counted so the drain can wait for them.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -86,6 +86,12 @@ impl Sessions {
     pub fn config_changed(&self, shared: &Arc<Shared>) {
         self.config.send_replace(Arc::downgrade(shared));
     }
+
+    /// Every open session re-checks its token against the configuration in force (the
+    /// deny-list changed).
+    pub fn recheck(&self) {
+        self.config.send_modify(|_| {});
+    }
 }
 
 /// Whatever the accepting layer wants kept alive as long as the connection it came in
@@ -113,10 +119,11 @@ pub struct Admitted {
     pub keep_alive: Option<KeepAlive>,
 }
 
-/// Re-runs the pure decision for a session's request; `true` while it is still allowed
-/// (or, on a route in report mode, would be forwarded anyway).
+/// Re-runs the pure decision and the deny-list for a session's request; `true` while
+/// it is still allowed (or, on a route in report mode, would be forwarded anyway).
 fn still_allowed(shared: &Shared, parts: &Parts, now: i64) -> bool {
     let decision = auth::authorize(parts, now, &shared.jwks.snapshot(), &shared.policy);
+    let decision = crate::deny_list::apply(decision, shared.deny_list.as_deref());
     super::report::forwards(&decision, parts, shared)
 }
 
