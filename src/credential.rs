@@ -47,21 +47,29 @@ fn cookie_name(pair: &str) -> &str {
     pair.split_once('=').map_or(pair, |(k, _)| k).trim()
 }
 
+/// Every cookie of a request as (name, value), across all `Cookie` headers (spaces
+/// around names and values removed).
+pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((k.trim(), v.trim()))
+        })
+}
+
 /// The values of every cookie called `name`, across all `Cookie` headers (quotes
 /// around a value removed).
 pub fn cookie_values<'a>(
     headers: &'a HeaderMap,
     name: &'a str,
 ) -> impl Iterator<Item = &'a str> + 'a {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"'))
-        })
+    cookie_pairs(headers)
+        .filter(move |(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
 }
 
 /// One `Cookie` header value without the cookie called `name` (`None` when nothing is

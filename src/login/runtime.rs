@@ -18,6 +18,7 @@ use super::token_endpoint::{TokenEndpoint, TokenEndpointError, Tokens};
 use crate::auth::Identity;
 use crate::clock::Instant;
 use crate::config::{Config, LoginSettings};
+use crate::credential::cookie_pairs;
 use crate::seal::{SealKeyError, SealKeys};
 use crate::token::TokenUse;
 
@@ -279,19 +280,6 @@ impl Login {
             }
         }
     }
-}
-
-/// Every cookie of a request as (name, value), across all `Cookie` headers.
-fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            Some((k.trim(), v.trim()))
-        })
 }
 
 #[cfg(test)]
