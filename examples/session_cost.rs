@@ -157,7 +157,6 @@ async fn main() {
     let refresh = "x".repeat(1780);
     let session = Session {
         id_token: id_token.clone(),
-        access_token: None,
         refresh_token: Some(refresh),
         signed_in_at: now,
     };

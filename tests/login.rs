@@ -347,7 +347,6 @@ fn forged_session(id_token: String, refresh: Option<&str>, key: &str) -> String 
     };
     let s = Session {
         id_token,
-        access_token: None,
         refresh_token: refresh.map(str::to_owned),
         signed_in_at: now() - 3600,
     };

@@ -21,9 +21,6 @@ const PURPOSE: &str = "cognito-sidecar session v1";
 pub struct Session {
     /// The ID token (verified on every request like a bearer token).
     pub id_token: String,
-    /// The access token, when the provider issued one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_token: Option<String>,
     /// The refresh token, when the provider issued one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
@@ -129,8 +126,7 @@ mod tests {
 
     fn session(size: usize) -> Session {
         Session {
-            id_token: "i".repeat(size),
-            access_token: Some("a".repeat(size)),
+            id_token: "i".repeat(2 * size),
             refresh_token: Some("r".repeat(1800)),
             signed_in_at: 1000,
         }

@@ -258,7 +258,6 @@ async fn callback(
     };
     let session = crate::login::session::Session {
         id_token: tokens.id_token,
-        access_token: None,
         refresh_token: tokens.refresh_token,
         signed_in_at: now,
     };
