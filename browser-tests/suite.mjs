@@ -526,8 +526,12 @@ describe('oidc-provider as the identity provider', () => {
 <form id="f" method="post" action="${front.url}/app/transfer">
 <input name="amount" value="1000000"></form>
 <script>
-  fetch(${JSON.stringify(`${front.url}/app/transfer`)}, { method: 'POST', mode: 'no-cors', credentials: 'include', body: 'amount=2' })
-    .finally(() => document.getElementById('f').submit());
+  // The form goes once the fetch settles, or after 3 s if it stalls (a stalled fetch
+  // must not leave the test waiting for a navigation that never starts).
+  Promise.race([
+    fetch(${JSON.stringify(`${front.url}/app/transfer`)}, { method: 'POST', mode: 'no-cors', credentials: 'include', body: 'amount=2' }),
+    new Promise((resolve) => setTimeout(resolve, 3000)),
+  ]).finally(() => document.getElementById('f').submit());
 </script></body></html>`);
       cleanups.push(() => other.close());
       const mark = echo.requests.length;
