@@ -15,7 +15,7 @@ use crate::headers::{self};
 
 /// `connect` (refused, unreachable, connect timeout), `reset` (the upstream closed or
 /// reset the connection mid-exchange) or `other`.
-pub(super) fn upstream_error_kind(e: &hyper_util::client::legacy::Error) -> &'static str {
+pub(super) fn upstream_error_kind(e: &super::upstream::SendError) -> &'static str {
     if e.is_connect() {
         return "connect";
     }
@@ -65,7 +65,7 @@ pub(super) async fn call_upstream(
         upload::track(body, limits.upstream_timeout, limits.request_body_timeout);
     let req = Request::from_parts(parts, body.boxed());
     let answer = tokio::select! {
-        r = shared.client.request(req) => Ok(r),
+        r = shared.client.send(req) => Ok(r),
         why = deadline.expired() => Err(why),
     };
     match answer {
@@ -93,7 +93,7 @@ pub(super) async fn call_upstream(
         Ok(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
             headers::strip_response(&mut parts.headers);
-            (Response::from_parts(parts, body.boxed()), None)
+            (Response::from_parts(parts, body), None)
         }
         Ok(Err(e)) if is_body_limit(&e) => {
             shared

@@ -10,13 +10,14 @@
 //! sessions); `report.rs` report-only mode (every decision counted, would-be denials
 //! forwarded anonymously); `respond.rs` every answer the proxy makes itself (statuses,
 //! challenges, gRPC status); `access_log.rs` the access log, metrics and request ids;
-//! `upstream.rs` the pooled client; `upload.rs` request-body timing; `websocket.rs`
-//! bridged sessions.
+//! `upstream.rs` the upstream client and its connector; `pool.rs` the HTTP/1.1 pool;
+//! `upload.rs` request-body timing; `websocket.rs` bridged sessions.
 
 mod access_log;
 mod forward;
 mod handler;
 mod login;
+mod pool;
 mod report;
 mod respond;
 pub mod upload;
@@ -38,7 +39,7 @@ use crate::clock::Instant;
 use crate::config::{Config, normalize_header_name};
 use crate::jwks::Jwks;
 use crate::metrics::Metrics;
-use upstream::{UpstreamClient, UpstreamError};
+use upstream::{Upstream, UpstreamError};
 
 /// Response body type: upstream bodies stream through; local answers are small.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -77,8 +78,8 @@ pub struct Shared {
     pub jwks: Arc<Jwks>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Pooled upstream client.
-    pub client: UpstreamClient,
+    /// The upstream client (the HTTP/1.1 pool or the HTTP/2 client).
+    pub client: Upstream,
     /// Bridged WebSocket sessions.
     pub websockets: Arc<Sessions>,
     /// Verified-token cache (`None` when disabled); new and empty per configuration.

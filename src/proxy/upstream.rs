@@ -1,6 +1,7 @@
-//! The upstream client: one pooled hyper client whose connector reaches the backend over
-//! TCP, TLS (system roots or a configured CA bundle, ALPN for h2) or a unix socket, and
-//! speaks HTTP/1.1 or HTTP/2 (h2c prior knowledge for gRPC backends) as configured.
+//! The upstream client: a connector that reaches the backend over TCP, TLS (system
+//! roots or a configured CA bundle, ALPN for h2) or a unix socket, and speaks HTTP/1.1
+//! through the lean pool of `pool.rs` or HTTP/2 (h2c prior knowledge for gRPC
+//! backends) through hyper-util's client, which multiplexes one connection.
 
 use std::future::Future;
 use std::io;
@@ -25,8 +26,57 @@ use crate::config::{Config, UpstreamProtocol, UpstreamTarget};
 /// Request body sent upstream: the client's body, possibly length-limited.
 pub type UpstreamBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
-/// The pooled upstream client.
-pub type UpstreamClient = Client<UpstreamConnector, UpstreamBody>;
+/// The upstream client for the configured protocol.
+pub enum Upstream {
+    /// HTTP/1.1: the lean pool.
+    Http1(super::pool::Http1Pool),
+    /// HTTP/2: hyper-util's client (boxed: it is large and there is one per
+    /// configuration).
+    Http2(Box<Client<UpstreamConnector, UpstreamBody>>),
+}
+
+impl Upstream {
+    /// Sends `req` (absolute URI to the backend) and returns the answer's head with
+    /// its body streaming.
+    ///
+    /// # Errors
+    /// [`SendError`] when no connection could be made or the exchange failed.
+    pub async fn send(
+        &self,
+        req: http::Request<UpstreamBody>,
+    ) -> Result<http::Response<super::ProxyBody>, SendError> {
+        match self {
+            Self::Http1(pool) => pool.send(req).await,
+            Self::Http2(client) => match client.request(req).await {
+                Ok(resp) => Ok(resp.map(http_body_util::BodyExt::boxed)),
+                Err(e) if e.is_connect() => Err(SendError::Connect(Box::new(e))),
+                Err(e) => Err(SendError::Pooled(e)),
+            },
+        }
+    }
+}
+
+/// Why an upstream exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection could be made (refused, unreachable, connect timeout, TLS).
+    #[error("connect: {0}")]
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The HTTP/1.1 exchange failed.
+    #[error("{0}")]
+    Exchange(#[source] hyper::Error),
+    /// The HTTP/2 client failed.
+    #[error("{0}")]
+    Pooled(#[source] hyper_util::client::legacy::Error),
+}
+
+impl SendError {
+    /// Whether no connection could be made.
+    #[must_use]
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect(_))
+    }
+}
 
 /// Why the upstream client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -196,11 +246,11 @@ const UPSTREAM_H2_STREAM_WINDOW: u32 = 64 * 1024;
 /// HTTP/2 receive window per upstream connection.
 const UPSTREAM_H2_CONN_WINDOW: u32 = 4 * 1024 * 1024;
 
-/// Builds the pooled upstream client.
+/// Builds the upstream client.
 ///
 /// # Errors
 /// [`UpstreamError`] if TLS roots cannot be loaded for an https:// upstream.
-pub fn client(cfg: &Config) -> Result<UpstreamClient, UpstreamError> {
+pub fn client(cfg: &Config) -> Result<Upstream, UpstreamError> {
     let connector = match &cfg.upstream_target {
         UpstreamTarget::Unix(path) => UpstreamConnector::Unix(Arc::from(path.as_path())),
         UpstreamTarget::Http | UpstreamTarget::Https => {
@@ -218,25 +268,31 @@ pub fn client(cfg: &Config) -> Result<UpstreamClient, UpstreamError> {
             UpstreamConnector::Tcp(https)
         }
     };
+    if cfg.upstream_protocol == UpstreamProtocol::Http1 {
+        // Memory bounds per upstream connection (README "Memory model"): HTTP/1 read
+        // and write buffers of at most UPSTREAM_BUF bytes each; request body chunks
+        // are copied into the write buffer instead of queued (a queued chunk would pin
+        // the whole client read buffer it was cut from).
+        return Ok(Upstream::Http1(super::pool::Http1Pool::new(
+            connector,
+            cfg.upstream.clone(),
+            UPSTREAM_BUF,
+            cfg.limits.upstream_max_idle_connections,
+            cfg.limits.upstream_idle_timeout,
+        )));
+    }
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .pool_idle_timeout(cfg.limits.upstream_idle_timeout)
         .pool_max_idle_per_host(cfg.limits.upstream_max_idle_connections)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        // Memory bounds per upstream connection (README "Memory model"): HTTP/1 read
-        // and write buffers of at most UPSTREAM_BUF bytes each, and at most
+        // Memory bound per upstream connection (README "Memory model"): at most
         // UPSTREAM_H2_STREAM_WINDOW bytes of HTTP/2 response data buffered per stream
         // while its client takes nothing.
-        .http1_max_buf_size(UPSTREAM_BUF)
-        // Copy request body chunks into the write buffer instead of queueing them: a
-        // queued chunk would pin the whole client read buffer it was cut from.
-        .http1_writev(false)
         .http2_initial_stream_window_size(UPSTREAM_H2_STREAM_WINDOW)
         .http2_initial_connection_window_size(UPSTREAM_H2_CONN_WINDOW)
         .http2_adaptive_window(false);
-    if cfg.upstream_protocol == UpstreamProtocol::Http2 {
-        builder.http2_only(true);
-    }
-    Ok(builder.build(connector))
+    builder.http2_only(true);
+    Ok(Upstream::Http2(Box::new(builder.build(connector))))
 }
