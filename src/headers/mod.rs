@@ -12,7 +12,7 @@ use crate::config::{IdentityConfig, normalize_header_name};
 
 mod forwarding;
 mod identity;
-pub use forwarding::{Forwarding, PriorHops, prior_hops, set_forwarding};
+pub use forwarding::{Forwarding, ForwardingValues, PriorHops, prior_hops, set_forwarding};
 pub use identity::{encode_value, inject_identity};
 
 /// A request refused for its headers.
@@ -93,17 +93,16 @@ const PROTECTED: [&str; 4] = [
     "authorization",
 ];
 
-use crate::header_names::HOP_BY_HOP;
+use crate::header_names::{HOP_BY_HOP, same_header_name};
 
-fn connection_options(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(header::CONNECTION)
+/// Whether `Connection` names `name` (compared in normal form). `connection` is the
+/// map's `Connection` values, looked up once per map.
+fn names_option(connection: &header::GetAll<'_, HeaderValue>, name: &str) -> bool {
+    connection
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| normalize_header_name(t.trim()))
-        .filter(|t| !t.is_empty())
-        .collect()
+        .any(|t| same_header_name(t.trim(), name))
 }
 
 /// Validates `Host` / `:authority` and `Connection`; returns the host the request is
@@ -116,10 +115,8 @@ pub fn check_request(parts: &Parts, allowed_hosts: &[String]) -> Result<String, 
 }
 
 fn check_host(parts: &Parts, allowed_hosts: &[String]) -> Result<String, HeaderError> {
-    if connection_options(&parts.headers)
-        .iter()
-        .any(|t| PROTECTED.contains(&t.as_str()))
-    {
+    let connection = parts.headers.get_all(header::CONNECTION);
+    if PROTECTED.iter().any(|p| names_option(&connection, p)) {
         return Err(HeaderError::ProtectedConnectionOption);
     }
     let mut hosts = parts.headers.get_all(header::HOST).iter();
@@ -198,7 +195,8 @@ pub fn strip_inbound(headers: &mut HeaderMap, rules: &Inbound<'_>) {
         trusted_peer,
         keep_authorization,
     } = *rules;
-    let named = connection_options(headers);
+    let connection = headers.get_all(header::CONNECTION);
+    let any_named = connection.iter().next().is_some();
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
@@ -215,7 +213,7 @@ pub fn strip_inbound(headers: &mut HeaderMap, rules: &Inbound<'_>) {
                 || norm.starts_with(ALB_IDENTITY_PREFIX)
                 || (!trusted_peer && CLIENT_ADDRESS.contains(&norm.as_ref()))
                 || extra.iter().any(|m| m == norm.as_ref())
-                || named.iter().any(|c| c == norm.as_ref())
+                || (any_named && names_option(&connection, &norm))
                 || managed.iter().any(|m| m == norm.as_ref())
                 || identity
                     .header_prefix
@@ -249,18 +247,14 @@ pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
 
 /// Removes hop-by-hop headers, and whatever `Connection` names, from an upstream response.
 pub fn strip_response(headers: &mut HeaderMap) {
-    let named = connection_options(headers);
+    let connection = headers.get_all(header::CONNECTION);
+    let any_named = connection.iter().next().is_some();
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|n| {
+            // Names are already lower case; `names_option` reads `_` as `-`.
             let name = n.as_str();
-            HOP_BY_HOP.contains(&name)
-                || (!named.is_empty()
-                    && if name.contains('_') {
-                        named.contains(&normalize_header_name(name))
-                    } else {
-                        named.iter().any(|c| c == name)
-                    })
+            HOP_BY_HOP.contains(&name) || (any_named && names_option(&connection, name))
         })
         .cloned()
         .collect();
@@ -511,19 +505,23 @@ mod tests {
     fn claim_values_are_percent_encoded_and_lists_comma_joined() {
         assert_eq!(encode_value("José, 100%"), "Jos%C3%A9%2C%20100%25");
         assert_eq!(encode_value("a\r\nb\0"), "a%0D%0Ab%00");
-        assert_eq!(encode_list(&["a,b".to_owned(), "c".to_owned()]), "a%2Cb,c");
+        assert_eq!(encode_list(["a,b", "c"]), "a%2Cb,c");
+        assert_eq!(encode_list([]), "");
+        assert_eq!(encode_value("é%"), "%C3%A9%25");
+        assert_eq!(encode_value("plain"), "plain");
     }
 
     #[test]
     fn forwarding_headers_are_computed_and_trusted_chains_extended() {
+        let values = ForwardingValues::new("cognito-sidecar");
         let f = Forwarding {
             peer: Some("10.0.0.9".parse().expect("ip")),
             trusted_peer: false,
-            proto: "http",
+            tls: false,
             host: "api.example",
             port: 8080,
             version: Version::HTTP_11,
-            via: "cognito-sidecar",
+            values: &values,
         };
         let mut h = HeaderMap::new();
         let spoof = PriorHops {
@@ -550,5 +548,77 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, 10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "evil");
+    }
+
+    #[test]
+    fn forwarding_values_match_every_version_port_and_address_kind() {
+        let values = ForwardingValues::new("edge");
+        let f = |version, port, peer: &str, host| Forwarding {
+            peer: Some(peer.parse().expect("ip")),
+            trusted_peer: false,
+            tls: true,
+            host,
+            port,
+            version,
+            values: &values,
+        };
+        for (version, via) in [
+            (Version::HTTP_10, "1.0 edge"),
+            (Version::HTTP_11, "1.1 edge"),
+            (Version::HTTP_2, "2 edge"),
+        ] {
+            let mut h = map(&[("via", "1.1 cdn"), ("host", "Api.Example")]);
+            set_forwarding(
+                &mut h,
+                &f(version, 443, "::ffff:10.0.0.9", "api.example"),
+                PriorHops::default(),
+            );
+            let vias: Vec<_> = h.get_all("via").iter().collect();
+            assert_eq!(vias, ["1.1 cdn", via]);
+            let names = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"];
+            let got: Vec<_> = names.iter().map(|n| &h[*n]).collect();
+            assert_eq!(got, ["10.0.0.9", "https", "443"]);
+            assert_eq!(h["x-forwarded-host"], "api.example");
+        }
+        // Another port than the cached one, an IPv6 peer, and no port on a unix socket.
+        let mut h = HeaderMap::new();
+        set_forwarding(
+            &mut h,
+            &f(Version::HTTP_11, 8443, "2001:db8::1", ""),
+            PriorHops::default(),
+        );
+        assert_eq!(h["x-forwarded-port"], "8443");
+        assert_eq!(h["x-forwarded-for"], "2001:db8::1");
+        assert!(!h.contains_key("x-forwarded-host"));
+        let mut h = HeaderMap::new();
+        set_forwarding(
+            &mut h,
+            &f(Version::HTTP_11, 0, "::1", "a"),
+            PriorHops::default(),
+        );
+        assert!(!h.contains_key("x-forwarded-port"));
+    }
+
+    #[test]
+    fn connection_options_match_names_in_any_case_and_spelling() {
+        let mut h = map(&[
+            ("connection", "Keep-Alive, X_Upstream_Secret,,"),
+            ("x-upstream-secret", "1"),
+            ("x_upstream_secret", "2"),
+            ("keep-alive", "timeout=5"),
+            ("content-type", "text/plain"),
+        ]);
+        strip_response(&mut h);
+        let kept: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(kept, ["content-type"]);
+        let p = parts(
+            Version::HTTP_11,
+            "/",
+            &[("host", "a"), ("connection", "close, Content_Length")],
+        );
+        assert_eq!(
+            check_request(&p, &[]),
+            Err(HeaderError::ProtectedConnectionOption)
+        );
     }
 }
