@@ -95,14 +95,82 @@ const PROTECTED: [&str; 4] = [
 
 use crate::header_names::{HOP_BY_HOP, same_header_name};
 
-/// Whether `Connection` names `name` (compared in normal form). `connection` is the
-/// map's `Connection` values, looked up once per map.
-fn names_option(connection: &header::GetAll<'_, HeaderValue>, name: &str) -> bool {
-    connection
-        .iter()
+/// The options a `Connection` header names (trimmed, as sent), read once per map:
+/// compared with names in normal form by [`ConnectionOptions::names`].
+struct ConnectionOptions<'a> {
+    /// The first options; most messages name one (`keep-alive`, `close`) or none.
+    first: [&'a str; 4],
+    len: usize,
+    /// Every value, read again per name, when there are more options than `first` holds.
+    more: Option<header::GetAll<'a, HeaderValue>>,
+}
+
+impl<'a> ConnectionOptions<'a> {
+    fn of(headers: &'a HeaderMap) -> Self {
+        let all = headers.get_all(header::CONNECTION);
+        let mut options = Self {
+            first: [""; 4],
+            len: 0,
+            more: None,
+        };
+        let mut overflow = false;
+        for option in tokens(&all) {
+            match options.first.get_mut(options.len) {
+                Some(slot) => *slot = option,
+                None => {
+                    overflow = true;
+                    break;
+                }
+            }
+            options.len += 1;
+        }
+        if overflow {
+            options.more = Some(all);
+        }
+        options
+    }
+
+    /// Whether an option names `name` (ASCII case-insensitive, `_` read as `-`).
+    fn names(&self, name: &str) -> bool {
+        match &self.more {
+            Some(all) => tokens(all).any(|t| same_header_name(t, name)),
+            None => self
+                .first
+                .iter()
+                .take(self.len)
+                .any(|t| same_header_name(t, name)),
+        }
+    }
+}
+
+fn tokens<'a>(all: &header::GetAll<'a, HeaderValue>) -> impl Iterator<Item = &'a str> {
+    all.iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| same_header_name(t.trim(), name))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Names to remove, collected before the map changes: up to four without allocating.
+#[derive(Default)]
+struct Doomed {
+    first: [Option<HeaderName>; 4],
+    more: Vec<HeaderName>,
+}
+
+impl Doomed {
+    fn push(&mut self, name: HeaderName) {
+        match self.first.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(name),
+            None => self.more.push(name),
+        }
+    }
+
+    fn remove_from(self, headers: &mut HeaderMap) {
+        for name in self.first.into_iter().flatten().chain(self.more) {
+            headers.remove(name);
+        }
+    }
 }
 
 /// Validates `Host` / `:authority` and `Connection`; returns the host the request is
@@ -115,8 +183,8 @@ pub fn check_request(parts: &Parts, allowed_hosts: &[String]) -> Result<String, 
 }
 
 fn check_host(parts: &Parts, allowed_hosts: &[String]) -> Result<String, HeaderError> {
-    let connection = parts.headers.get_all(header::CONNECTION);
-    if PROTECTED.iter().any(|p| names_option(&connection, p)) {
+    let connection = ConnectionOptions::of(&parts.headers);
+    if PROTECTED.iter().any(|p| connection.names(p)) {
         return Err(HeaderError::ProtectedConnectionOption);
     }
     let mut hosts = parts.headers.get_all(header::HOST).iter();
@@ -195,38 +263,35 @@ pub fn strip_inbound(headers: &mut HeaderMap, rules: &Inbound<'_>) {
         trusted_peer,
         keep_authorization,
     } = *rules;
-    let connection = headers.get_all(header::CONNECTION);
-    let any_named = connection.iter().next().is_some();
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| {
-            let n = name.as_str();
-            // Header names are already lower case; only `_` needs mapping, and rarely.
-            let norm: std::borrow::Cow<'_, str> = if n.contains('_') {
-                std::borrow::Cow::Owned(normalize_header_name(n))
-            } else {
-                std::borrow::Cow::Borrowed(n)
-            };
-            HOP_BY_HOP.contains(&norm.as_ref())
-                || FORWARDING.contains(&norm.as_ref())
-                || norm.starts_with("x-forwarded-")
-                || norm.starts_with(ALB_IDENTITY_PREFIX)
-                || (!trusted_peer && CLIENT_ADDRESS.contains(&norm.as_ref()))
-                || extra.iter().any(|m| m == norm.as_ref())
-                || (any_named && names_option(&connection, &norm))
-                || managed.iter().any(|m| m == norm.as_ref())
-                || identity
-                    .header_prefix
-                    .as_deref()
-                    .is_some_and(|p| norm.starts_with(p))
-                || *name == header::EXPECT
-                || (*name == header::AUTHORIZATION && !keep_authorization)
-        })
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(name);
+    let connection = ConnectionOptions::of(headers);
+    let mut doomed = Doomed::default();
+    for name in headers.keys() {
+        let n = name.as_str();
+        // Header names are already lower case; only `_` needs mapping, and rarely.
+        let norm: std::borrow::Cow<'_, str> = if n.contains('_') {
+            std::borrow::Cow::Owned(normalize_header_name(n))
+        } else {
+            std::borrow::Cow::Borrowed(n)
+        };
+        if HOP_BY_HOP.contains(&norm.as_ref())
+            || FORWARDING.contains(&norm.as_ref())
+            || norm.starts_with("x-forwarded-")
+            || norm.starts_with(ALB_IDENTITY_PREFIX)
+            || (!trusted_peer && CLIENT_ADDRESS.contains(&norm.as_ref()))
+            || extra.iter().any(|m| m == norm.as_ref())
+            || connection.names(&norm)
+            || managed.iter().any(|m| m == norm.as_ref())
+            || identity
+                .header_prefix
+                .as_deref()
+                .is_some_and(|p| norm.starts_with(p))
+            || *name == header::EXPECT
+            || (*name == header::AUTHORIZATION && !keep_authorization)
+        {
+            doomed.push(name.clone());
+        }
     }
+    doomed.remove_from(headers);
 }
 
 /// Removes one cookie from every `Cookie` header, keeping the others.
@@ -247,20 +312,15 @@ pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
 
 /// Removes hop-by-hop headers, and whatever `Connection` names, from an upstream response.
 pub fn strip_response(headers: &mut HeaderMap) {
-    let connection = headers.get_all(header::CONNECTION);
-    let any_named = connection.iter().next().is_some();
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| {
-            // Names are already lower case; `names_option` reads `_` as `-`.
-            let name = n.as_str();
-            HOP_BY_HOP.contains(&name) || (any_named && names_option(&connection, name))
-        })
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(name);
+    let connection = ConnectionOptions::of(headers);
+    let mut doomed = Doomed::default();
+    for name in headers.keys() {
+        // Names are already lower case; `names` reads `_` as `-`.
+        if HOP_BY_HOP.contains(&name.as_str()) || connection.names(name.as_str()) {
+            doomed.push(name.clone());
+        }
     }
+    doomed.remove_from(headers);
 }
 
 #[cfg(test)]
@@ -601,16 +661,29 @@ mod tests {
 
     #[test]
     fn connection_options_match_names_in_any_case_and_spelling() {
-        let mut h = map(&[
+        let few: &[(&str, &str)] = &[
             ("connection", "Keep-Alive, X_Upstream_Secret,,"),
             ("x-upstream-secret", "1"),
             ("x_upstream_secret", "2"),
             ("keep-alive", "timeout=5"),
-            ("content-type", "text/plain"),
-        ]);
-        strip_response(&mut h);
-        let kept: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
-        assert_eq!(kept, ["content-type"]);
+        ];
+        // More options than are read ahead, and more names to remove than held inline.
+        let many: &[(&str, &str)] = &[
+            ("connection", "a, b"),
+            ("connection", "c, d, e, X_F"),
+            ("a", "1"),
+            ("c", "1"),
+            ("e", "1"),
+            ("x-f", "1"),
+            ("keep-alive", "1"),
+        ];
+        for pairs in [few, many] {
+            let mut h = map(pairs);
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            strip_response(&mut h);
+            let kept: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+            assert_eq!(kept, ["content-type"]);
+        }
         let p = parts(
             Version::HTTP_11,
             "/",
