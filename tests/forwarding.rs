@@ -291,6 +291,40 @@ async fn forwarding_headers_are_computed_not_copied() {
 }
 
 #[tokio::test]
+async fn a_capitalised_host_is_forwarded_lower_cased_and_repeat_requests_match() {
+    let env = Env::start().await;
+    let port = env.sidecar.proxy_addr.port().to_string();
+    let resp = env
+        .raw(b"GET /public/x?a=1 HTTP/1.0\r\nHost: API.Example:8080\r\n\r\n")
+        .await;
+    assert!(status_line(&resp).contains("200"), "{resp}");
+    let seen = env.upstream.last();
+    assert_eq!(seen.uri, "/public/x?a=1");
+    assert_eq!(seen.header("host").as_deref(), Some("api.example:8080"));
+    assert_eq!(
+        seen.header("x-forwarded-host").as_deref(),
+        Some("api.example:8080")
+    );
+    assert_eq!(seen.header("via").as_deref(), Some("1.0 cognito-sidecar"));
+    assert_eq!(seen.header("x-forwarded-port"), Some(port.clone()));
+    for _ in 0..2 {
+        let resp = env
+            .raw(b"GET /public/y HTTP/1.1\r\nHost: api.example\r\nConnection: close\r\n\r\n")
+            .await;
+        assert!(status_line(&resp).contains("200"), "{resp}");
+        let seen = env.upstream.last();
+        assert_eq!(seen.header("host").as_deref(), Some("api.example"));
+        assert_eq!(
+            seen.header("x-forwarded-host").as_deref(),
+            Some("api.example")
+        );
+        assert_eq!(seen.header("x-forwarded-port"), Some(port.clone()));
+        assert_eq!(seen.header("x-forwarded-proto").as_deref(), Some("http"));
+        assert_eq!(seen.header("via").as_deref(), Some("1.1 cognito-sidecar"));
+    }
+}
+
+#[tokio::test]
 async fn trusted_proxies_have_their_forwarded_for_chain_extended() {
     let env = Env::configured("trusted_proxies = [\"127.0.0.0/8\"]", "").await;
     let r = env

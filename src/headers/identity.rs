@@ -1,8 +1,6 @@
 //! The verified identity as upstream headers: each configured claim header, values
 //! percent-encoded to one safe ASCII line, rendered once per cached identity.
 
-use std::fmt::Write as _;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -17,22 +15,39 @@ use crate::config::IdentityConfig;
 #[must_use]
 pub fn encode_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (0x21..=0x7e).contains(&b) && b != b'%' && b != b',' {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
+    push_encoded(&mut out, s);
     out
 }
 
-pub(super) fn encode_list<'a>(items: impl IntoIterator<Item = &'a String>) -> String {
-    items
-        .into_iter()
-        .map(|s| encode_value(s))
-        .collect::<Vec<_>>()
-        .join(",")
+/// Appends `s` percent-encoded (see [`encode_value`]), copying runs of plain bytes whole.
+fn push_encoded(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if (0x21..=0x7e).contains(&b) && b != b'%' && b != b',' {
+            continue;
+        }
+        // Plain bytes are ASCII, so a non-empty run starts and ends on character
+        // boundaries; `get` fails only on an empty range inside a character.
+        out.push_str(s.get(plain..i).unwrap_or_default());
+        out.push('%');
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+        plain = i + 1;
+    }
+    out.push_str(s.get(plain..).unwrap_or_default());
+}
+
+/// Percent-encodes each item and joins them with `,`, into one `String`.
+pub(super) fn encode_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_encoded(&mut out, item);
+    }
+    out
 }
 
 fn put(headers: &mut HeaderMap, name: Option<&HeaderName>, value: Option<String>) {
@@ -51,14 +66,9 @@ fn render_claim(v: &Value) -> Option<String> {
     match v {
         Value::Null => None,
         Value::String(s) => Some(encode_value(s)),
-        Value::Array(items) if items.iter().all(Value::is_string) => Some(
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(encode_value)
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            Some(encode_list(items.iter().filter_map(Value::as_str)))
+        }
         other => Some(encode_value(&other.to_string())),
     }
 }
@@ -93,12 +103,12 @@ fn render_identity(headers: &mut HeaderMap, id: &Identity, cfg: &IdentityConfig)
     put(
         headers,
         cfg.groups_header.as_ref(),
-        Some(encode_list(&c.groups)),
+        Some(encode_list(c.groups.iter().map(String::as_str))),
     );
     put(
         headers,
         cfg.scope_header.as_ref(),
-        Some(encode_list(&c.scopes)),
+        Some(encode_list(c.scopes.iter().map(String::as_str))),
     );
     put(
         headers,

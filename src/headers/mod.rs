@@ -12,7 +12,7 @@ use crate::config::{IdentityConfig, normalize_header_name};
 
 mod forwarding;
 mod identity;
-pub use forwarding::{Forwarding, PriorHops, prior_hops, set_forwarding};
+pub use forwarding::{Forwarding, ForwardingValues, PriorHops, prior_hops, set_forwarding};
 pub use identity::{encode_value, inject_identity};
 
 /// A request refused for its headers.
@@ -93,17 +93,84 @@ const PROTECTED: [&str; 4] = [
     "authorization",
 ];
 
-use crate::header_names::HOP_BY_HOP;
+use crate::header_names::{HOP_BY_HOP, same_header_name};
 
-fn connection_options(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
+/// The options a `Connection` header names (trimmed, as sent), read once per map:
+/// compared with names in normal form by [`ConnectionOptions::names`].
+struct ConnectionOptions<'a> {
+    /// The first options; most messages name one (`keep-alive`, `close`) or none.
+    first: [&'a str; 4],
+    len: usize,
+    /// Every value, read again per name, when there are more options than `first` holds.
+    more: Option<header::GetAll<'a, HeaderValue>>,
+}
+
+impl<'a> ConnectionOptions<'a> {
+    fn of(headers: &'a HeaderMap) -> Self {
+        let all = headers.get_all(header::CONNECTION);
+        let mut options = Self {
+            first: [""; 4],
+            len: 0,
+            more: None,
+        };
+        let mut overflow = false;
+        for option in tokens(&all) {
+            match options.first.get_mut(options.len) {
+                Some(slot) => *slot = option,
+                None => {
+                    overflow = true;
+                    break;
+                }
+            }
+            options.len += 1;
+        }
+        if overflow {
+            options.more = Some(all);
+        }
+        options
+    }
+
+    /// Whether an option names `name` (ASCII case-insensitive, `_` read as `-`).
+    fn names(&self, name: &str) -> bool {
+        match &self.more {
+            Some(all) => tokens(all).any(|t| same_header_name(t, name)),
+            None => self
+                .first
+                .iter()
+                .take(self.len)
+                .any(|t| same_header_name(t, name)),
+        }
+    }
+}
+
+fn tokens<'a>(all: &header::GetAll<'a, HeaderValue>) -> impl Iterator<Item = &'a str> {
+    all.iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| normalize_header_name(t.trim()))
+        .map(str::trim)
         .filter(|t| !t.is_empty())
-        .collect()
+}
+
+/// Names to remove, collected before the map changes: up to four without allocating.
+#[derive(Default)]
+struct Doomed {
+    first: [Option<HeaderName>; 4],
+    more: Vec<HeaderName>,
+}
+
+impl Doomed {
+    fn push(&mut self, name: HeaderName) {
+        match self.first.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(name),
+            None => self.more.push(name),
+        }
+    }
+
+    fn remove_from(self, headers: &mut HeaderMap) {
+        for name in self.first.into_iter().flatten().chain(self.more) {
+            headers.remove(name);
+        }
+    }
 }
 
 /// Validates `Host` / `:authority` and `Connection`; returns the host the request is
@@ -116,10 +183,8 @@ pub fn check_request(parts: &Parts, allowed_hosts: &[String]) -> Result<String, 
 }
 
 fn check_host(parts: &Parts, allowed_hosts: &[String]) -> Result<String, HeaderError> {
-    if connection_options(&parts.headers)
-        .iter()
-        .any(|t| PROTECTED.contains(&t.as_str()))
-    {
+    let connection = ConnectionOptions::of(&parts.headers);
+    if PROTECTED.iter().any(|p| connection.names(p)) {
         return Err(HeaderError::ProtectedConnectionOption);
     }
     let mut hosts = parts.headers.get_all(header::HOST).iter();
@@ -198,37 +263,35 @@ pub fn strip_inbound(headers: &mut HeaderMap, rules: &Inbound<'_>) {
         trusted_peer,
         keep_authorization,
     } = *rules;
-    let named = connection_options(headers);
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| {
-            let n = name.as_str();
-            // Header names are already lower case; only `_` needs mapping, and rarely.
-            let norm: std::borrow::Cow<'_, str> = if n.contains('_') {
-                std::borrow::Cow::Owned(normalize_header_name(n))
-            } else {
-                std::borrow::Cow::Borrowed(n)
-            };
-            HOP_BY_HOP.contains(&norm.as_ref())
-                || FORWARDING.contains(&norm.as_ref())
-                || norm.starts_with("x-forwarded-")
-                || norm.starts_with(ALB_IDENTITY_PREFIX)
-                || (!trusted_peer && CLIENT_ADDRESS.contains(&norm.as_ref()))
-                || extra.iter().any(|m| m == norm.as_ref())
-                || named.iter().any(|c| c == norm.as_ref())
-                || managed.iter().any(|m| m == norm.as_ref())
-                || identity
-                    .header_prefix
-                    .as_deref()
-                    .is_some_and(|p| norm.starts_with(p))
-                || *name == header::EXPECT
-                || (*name == header::AUTHORIZATION && !keep_authorization)
-        })
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(name);
+    let connection = ConnectionOptions::of(headers);
+    let mut doomed = Doomed::default();
+    for name in headers.keys() {
+        let n = name.as_str();
+        // Header names are already lower case; only `_` needs mapping, and rarely.
+        let norm: std::borrow::Cow<'_, str> = if n.contains('_') {
+            std::borrow::Cow::Owned(normalize_header_name(n))
+        } else {
+            std::borrow::Cow::Borrowed(n)
+        };
+        if HOP_BY_HOP.contains(&norm.as_ref())
+            || FORWARDING.contains(&norm.as_ref())
+            || norm.starts_with("x-forwarded-")
+            || norm.starts_with(ALB_IDENTITY_PREFIX)
+            || (!trusted_peer && CLIENT_ADDRESS.contains(&norm.as_ref()))
+            || extra.iter().any(|m| m == norm.as_ref())
+            || connection.names(&norm)
+            || managed.iter().any(|m| m == norm.as_ref())
+            || identity
+                .header_prefix
+                .as_deref()
+                .is_some_and(|p| norm.starts_with(p))
+            || *name == header::EXPECT
+            || (*name == header::AUTHORIZATION && !keep_authorization)
+        {
+            doomed.push(name.clone());
+        }
     }
+    doomed.remove_from(headers);
 }
 
 /// Removes one cookie from every `Cookie` header, keeping the others.
@@ -249,24 +312,15 @@ pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
 
 /// Removes hop-by-hop headers, and whatever `Connection` names, from an upstream response.
 pub fn strip_response(headers: &mut HeaderMap) {
-    let named = connection_options(headers);
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| {
-            let name = n.as_str();
-            HOP_BY_HOP.contains(&name)
-                || (!named.is_empty()
-                    && if name.contains('_') {
-                        named.contains(&normalize_header_name(name))
-                    } else {
-                        named.iter().any(|c| c == name)
-                    })
-        })
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(name);
+    let connection = ConnectionOptions::of(headers);
+    let mut doomed = Doomed::default();
+    for name in headers.keys() {
+        // Names are already lower case; `names` reads `_` as `-`.
+        if HOP_BY_HOP.contains(&name.as_str()) || connection.names(name.as_str()) {
+            doomed.push(name.clone());
+        }
     }
+    doomed.remove_from(headers);
 }
 
 #[cfg(test)]
@@ -511,19 +565,23 @@ mod tests {
     fn claim_values_are_percent_encoded_and_lists_comma_joined() {
         assert_eq!(encode_value("José, 100%"), "Jos%C3%A9%2C%20100%25");
         assert_eq!(encode_value("a\r\nb\0"), "a%0D%0Ab%00");
-        assert_eq!(encode_list(&["a,b".to_owned(), "c".to_owned()]), "a%2Cb,c");
+        assert_eq!(encode_list(["a,b", "c"]), "a%2Cb,c");
+        assert_eq!(encode_list([]), "");
+        assert_eq!(encode_value("é%"), "%C3%A9%25");
+        assert_eq!(encode_value("plain"), "plain");
     }
 
     #[test]
     fn forwarding_headers_are_computed_and_trusted_chains_extended() {
+        let values = ForwardingValues::new("cognito-sidecar");
         let f = Forwarding {
             peer: Some("10.0.0.9".parse().expect("ip")),
             trusted_peer: false,
-            proto: "http",
+            tls: false,
             host: "api.example",
             port: 8080,
             version: Version::HTTP_11,
-            via: "cognito-sidecar",
+            values: &values,
         };
         let mut h = HeaderMap::new();
         let spoof = PriorHops {
@@ -550,5 +608,90 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, 10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "evil");
+    }
+
+    #[test]
+    fn forwarding_values_match_every_version_port_and_address_kind() {
+        let values = ForwardingValues::new("edge");
+        let f = |version, port, peer: &str, host| Forwarding {
+            peer: Some(peer.parse().expect("ip")),
+            trusted_peer: false,
+            tls: true,
+            host,
+            port,
+            version,
+            values: &values,
+        };
+        for (version, via) in [
+            (Version::HTTP_10, "1.0 edge"),
+            (Version::HTTP_11, "1.1 edge"),
+            (Version::HTTP_2, "2 edge"),
+        ] {
+            let mut h = map(&[("via", "1.1 cdn"), ("host", "Api.Example")]);
+            set_forwarding(
+                &mut h,
+                &f(version, 443, "::ffff:10.0.0.9", "api.example"),
+                PriorHops::default(),
+            );
+            let vias: Vec<_> = h.get_all("via").iter().collect();
+            assert_eq!(vias, ["1.1 cdn", via]);
+            let names = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"];
+            let got: Vec<_> = names.iter().map(|n| &h[*n]).collect();
+            assert_eq!(got, ["10.0.0.9", "https", "443"]);
+            assert_eq!(h["x-forwarded-host"], "api.example");
+        }
+        // Another port than the cached one, an IPv6 peer, and no port on a unix socket.
+        let mut h = HeaderMap::new();
+        set_forwarding(
+            &mut h,
+            &f(Version::HTTP_11, 8443, "2001:db8::1", ""),
+            PriorHops::default(),
+        );
+        assert_eq!(h["x-forwarded-port"], "8443");
+        assert_eq!(h["x-forwarded-for"], "2001:db8::1");
+        assert!(!h.contains_key("x-forwarded-host"));
+        let mut h = HeaderMap::new();
+        set_forwarding(
+            &mut h,
+            &f(Version::HTTP_11, 0, "::1", "a"),
+            PriorHops::default(),
+        );
+        assert!(!h.contains_key("x-forwarded-port"));
+    }
+
+    #[test]
+    fn connection_options_match_names_in_any_case_and_spelling() {
+        let few: &[(&str, &str)] = &[
+            ("connection", "Keep-Alive, X_Upstream_Secret,,"),
+            ("x-upstream-secret", "1"),
+            ("x_upstream_secret", "2"),
+            ("keep-alive", "timeout=5"),
+        ];
+        // More options than are read ahead, and more names to remove than held inline.
+        let many: &[(&str, &str)] = &[
+            ("connection", "a, b"),
+            ("connection", "c, d, e, X_F"),
+            ("a", "1"),
+            ("c", "1"),
+            ("e", "1"),
+            ("x-f", "1"),
+            ("keep-alive", "1"),
+        ];
+        for pairs in [few, many] {
+            let mut h = map(pairs);
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            strip_response(&mut h);
+            let kept: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+            assert_eq!(kept, ["content-type"]);
+        }
+        let p = parts(
+            Version::HTTP_11,
+            "/",
+            &[("host", "a"), ("connection", "close, Content_Length")],
+        );
+        assert_eq!(
+            check_request(&p, &[]),
+            Err(HeaderError::ProtectedConnectionOption)
+        );
     }
 }

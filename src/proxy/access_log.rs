@@ -25,7 +25,7 @@ pub(super) struct Outcome {
 /// most 128 bytes), else a new one: a per-process random prefix and a counter.
 pub(super) fn request_id(parts: &Parts, trusted: bool) -> HeaderValue {
     if trusted
-        && let Some(v) = parts.headers.get("x-request-id")
+        && let Some(v) = parts.headers.get(crate::header_names::X_REQUEST_ID)
         && (1..=128).contains(&v.len())
         && v.as_bytes()
             .iter()
@@ -46,8 +46,18 @@ pub(super) fn new_request_id() -> HeaderValue {
         u64::from_le_bytes(b)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::try_from(format!("{prefix:016x}{n:016x}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+    // 32 lower-case hex digits, written on the stack and copied once.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    for (i, digit) in id.iter_mut().enumerate() {
+        let (word, shift) = if i < 16 {
+            (prefix, 60 - 4 * i)
+        } else {
+            (n, 124 - 4 * i)
+        };
+        *digit = HEX[usize::try_from((word >> shift) & 0xf).unwrap_or(0)];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 impl Outcome {
@@ -100,4 +110,29 @@ pub(super) fn logging(
         upstream_ms = outcome.upstream_secs.map_or(0.0, |s| s * 1000.0),
         latency_ms = elapsed * 1000.0,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_request_ids_are_a_fixed_prefix_and_a_counter_in_32_hex_digits() {
+        let (a, b) = (new_request_id(), new_request_id());
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.as_bytes()
+                    .iter()
+                    .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+            );
+        }
+        assert_eq!(a.as_bytes()[..16], b.as_bytes()[..16]);
+        let count = |id: &HeaderValue| {
+            u64::from_str_radix(&id.to_str().expect("ascii")[16..], 16).expect("hex")
+        };
+        assert!(count(&b) > count(&a));
+        let prefix = u64::from_str_radix(&a.to_str().expect("ascii")[..16], 16).expect("hex");
+        assert_eq!(a, format!("{prefix:016x}{:016x}", count(&a)).as_str());
+    }
 }

@@ -22,6 +22,7 @@ use super::*;
 use crate::auth::{self, Admission, Admit, Decision, Denial};
 use crate::clock::{Instant, unix_now};
 use crate::config::{Config, TokenSource, UpstreamProtocol};
+use crate::header_names::X_REQUEST_ID;
 use crate::headers::{self, Forwarding};
 
 /// The TCP peer is in `trusted_proxies`.
@@ -128,7 +129,6 @@ pub(super) async fn process(
         Decision::Allow(admission) => admission,
     };
     let sub = admission.identity.as_ref().map(|i| i.claims.sub.clone());
-    let path = Some(admission.path.clone());
     if let Some(max) = shared.config.limits.max_request_body {
         let declared = parts
             .headers
@@ -145,7 +145,7 @@ pub(super) async fn process(
                 sub,
                 ..Outcome::refused("bad_request", "body_too_large", auth_secs)
             };
-            return (payload_too_large(), outcome, path);
+            return (payload_too_large(), outcome, Some(admission.path));
         }
     }
     let websocket = admission.websocket && is_websocket_upgrade(&parts);
@@ -184,7 +184,7 @@ pub(super) async fn process(
         upstream_secs: Some(upstream_secs),
         upstream_status: error.is_none().then(|| response.status().as_u16()),
     };
-    (response, outcome, path)
+    (response, outcome, Some(admission.path))
 }
 
 /// Phase 1: decide, then check an admitted access token's revocation online (opt-in).
@@ -274,7 +274,12 @@ pub(super) fn upstream_request_filter(
         trusted_peer,
         keep_authorization: keep_credentials,
     };
-    let prior = headers::prior_hops(&parts.headers);
+    // Only a trusted proxy's hops are kept: nobody else's are read.
+    let prior = if trusted_peer {
+        headers::prior_hops(&parts.headers)
+    } else {
+        headers::PriorHops::default()
+    };
     let wants_trailers = parts
         .headers
         .get_all(header::TE)
@@ -316,10 +321,10 @@ pub(super) fn upstream_request_filter(
     }
     // The request id is the proxy's own header: a `Connection: x-request-id` may not
     // remove it.
-    let request_id = parts.headers.get("x-request-id").cloned();
+    let request_id = parts.headers.get(X_REQUEST_ID).cloned();
     headers::strip_inbound(&mut parts.headers, &rules);
     if let Some(id) = request_id {
-        parts.headers.insert("x-request-id", id);
+        parts.headers.insert(X_REQUEST_ID, id);
     }
     if let Some(identity) = &admission.identity {
         headers::inject_identity(&mut parts.headers, identity, &cfg.identity);
@@ -332,19 +337,23 @@ pub(super) fn upstream_request_filter(
     let forwarding = Forwarding {
         peer,
         trusted_peer,
-        proto: if conn.tls { "https" } else { "http" },
+        tls: conn.tls,
         host,
         port: conn.local_port,
         version: parts.version,
-        via: &cfg.via,
+        values: &shared.forwarding,
     };
     headers::set_forwarding(&mut parts.headers, &forwarding, prior);
-    parts.headers.remove(header::HOST);
-    if cfg.preserve_host
-        && !host.is_empty()
-        && let Ok(v) = HeaderValue::from_str(host)
-    {
-        parts.headers.insert(header::HOST, v);
+    let sent_host = parts.headers.remove(header::HOST);
+    if cfg.preserve_host && !host.is_empty() {
+        // The client's own value when it spells the validated host exactly (no copy).
+        let value = match sent_host {
+            Some(v) if v.as_bytes() == host.as_bytes() => Some(v),
+            _ => HeaderValue::from_str(host).ok(),
+        };
+        if let Some(v) = value {
+            parts.headers.insert(header::HOST, v);
+        }
     }
     // gRPC over h2 needs `te: trailers` end to end; it is the one TE value allowed in h2.
     if wants_trailers && cfg.upstream_protocol == UpstreamProtocol::Http2 {
@@ -355,7 +364,7 @@ pub(super) fn upstream_request_filter(
     if websocket {
         websocket::set_upgrade_headers(&mut parts.headers);
     }
-    let mut query = parts.uri.query().map(str::to_owned);
+    let mut query = parts.uri.query().map(std::borrow::Cow::Borrowed);
     for source in admission.sources.iter() {
         match source {
             TokenSource::Cookie(name) if !keep_credentials => {
@@ -363,17 +372,27 @@ pub(super) fn upstream_request_filter(
             }
             // A token taken from the query never travels further (backend access logs).
             TokenSource::Query(name) => {
-                query = query.and_then(|q| crate::credential::query_without(&q, name));
+                query = query.and_then(|q| {
+                    crate::credential::query_without(&q, name).map(std::borrow::Cow::Owned)
+                });
             }
             _ => {}
         }
     }
+    // Built at its exact length and handed over without another copy.
     let path_and_query = match query {
-        Some(q) => format!("{}?{q}", admission.path),
+        Some(q) => {
+            let mut pq = String::with_capacity(admission.path.len() + 1 + q.len());
+            pq.push_str(&admission.path);
+            pq.push('?');
+            pq.push_str(&q);
+            pq
+        }
         None => admission.path.clone(),
     };
     let mut uri = cfg.upstream.clone().into_parts();
-    uri.path_and_query = path_and_query.parse().ok();
+    uri.path_and_query =
+        http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(path_and_query)).ok();
     parts.uri = Uri::from_parts(uri).unwrap_or_else(|_| cfg.upstream.clone());
     parts.version = match cfg.upstream_protocol {
         UpstreamProtocol::Http1 => Version::HTTP_11,

@@ -37,6 +37,7 @@ use hyper::body::Incoming;
 use crate::auth::Policy;
 use crate::clock::Instant;
 use crate::config::{Config, normalize_header_name};
+use crate::header_names::X_REQUEST_ID;
 use crate::jwks::Jwks;
 use crate::metrics::Metrics;
 use upstream::{Upstream, UpstreamError};
@@ -97,6 +98,8 @@ pub struct Shared {
     /// The deny-list (`None` without `[deny_list]`); shared across configurations
     /// whose `[deny_list]` file and limits are the same.
     pub deny_list: Option<Arc<crate::deny_list::DenyListHandle>>,
+    /// Forwarding header values built once (`Via`, the listener's port).
+    pub forwarding: crate::headers::ForwardingValues,
 }
 
 impl Shared {
@@ -161,6 +164,7 @@ impl Shared {
             }
         }
         Ok(Self {
+            forwarding: crate::headers::ForwardingValues::new(&config.via),
             revocation,
             deny_list,
             alb_keys,
@@ -207,8 +211,8 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let trusted = shared.config.trust_client_request_id || is_trusted_peer(&shared.config, conn);
     let id = request_id(&parts, trusted);
-    let client_sent_id = parts.headers.get("x-request-id") == Some(&id);
-    parts.headers.insert("x-request-id", id.clone());
+    let client_sent_id = parts.headers.get(X_REQUEST_ID) == Some(&id);
+    parts.headers.insert(X_REQUEST_ID, id.clone());
     let (mut response, outcome, path) =
         process(Request::from_parts(parts, body), &shared, conn).await;
     logging(
@@ -224,7 +228,7 @@ pub async fn handle(
     // chose it: a generated id on a rejection would make otherwise identical rejections
     // differ (an unknown kid and a bad signature must be indistinguishable).
     if client_sent_id || outcome.upstream_status.is_some() {
-        response.headers_mut().insert("x-request-id", id);
+        response.headers_mut().insert(X_REQUEST_ID, id);
     }
     // HTTP/2 has no connection-level headers; `Connection: close` on a local answer
     // would make the h2 layer reset the stream instead of delivering it.

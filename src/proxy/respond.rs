@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Empty, Full};
 
 use super::*;
 use crate::auth::Denial;
+use crate::header_names::{GRPC_MESSAGE, GRPC_STATUS};
 use crate::headers::HeaderError;
 
 pub(super) fn full(body: &'static str) -> ProxyBody {
@@ -72,8 +73,8 @@ pub(super) fn add_grpc_status(r: &mut Response<ProxyBody>) {
         _ => ("13", "internal"),
     };
     let h = r.headers_mut();
-    h.insert("grpc-status", HeaderValue::from_static(code));
-    h.insert("grpc-message", HeaderValue::from_static(message));
+    h.insert(GRPC_STATUS, HeaderValue::from_static(code));
+    h.insert(GRPC_MESSAGE, HeaderValue::from_static(message));
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
