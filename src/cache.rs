@@ -1,13 +1,22 @@
-//! The verified-token cache: a bounded (entries and bytes) concurrent map from the
-//! SHA-256 of a whole token to the identity its verification produced. It only saves
-//! the parse and the RSA check: on every hit the caller re-checks that the signing key
-//! is still in the issuing pool's current key set (same kid, same key) and re-runs the
-//! time and pool checks against `now`, so a hit never admits what a miss would refuse.
-//! A configuration reload builds a new, empty cache.
+//! The verified-token cache: a bounded (entries and bytes) concurrent map from a cheap
+//! keyed digest of a token to the identity its verification produced and the token
+//! itself. A lookup is confirmed by comparing the whole presented token with the stored
+//! one, so a digest collision is only a miss. It only saves the scan, the parse and the
+//! RSA check: on every hit the caller re-checks that the signing key is still in the
+//! issuing pool's current key set (same kid, same key) and re-runs the time and pool
+//! checks against `now`, so a hit never admits what a miss would refuse. A
+//! configuration reload builds a new, empty cache.
+//!
+//! The digest is SipHash-1-3 (std's `RandomState`, keys drawn at random per cache) of
+//! the token's length and its last [`DIGEST_TAIL`] bytes: the tail of an RSA signature,
+//! which the holder of a token cannot choose, and only verified tokens are inserted.
+//! Being keyed with secret random keys, collisions cannot be aimed at (no hash
+//! flooding), and hashing 64 bytes costs a fraction of SHA-256 over a whole token.
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use aws_lc_rs::digest::{SHA256, digest};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
@@ -19,8 +28,11 @@ use crate::jwks::KeysSnapshot;
 /// A cached verification.
 pub type Entry = Remembered;
 
-/// Cache key: SHA-256 of the token.
-pub type TokenDigest = [u8; 32];
+/// Cache key: a keyed digest of the token (see the module documentation).
+pub type TokenDigest = u64;
+
+/// Bytes at the end of a token that its digest covers (with its length).
+pub const DIGEST_TAIL: usize = 64;
 
 /// Weighs an entry by the bytes it holds, at least `min` so that `max_bytes` also
 /// enforces `max_entries` (quick_cache bounds by weight; its item count is a hint).
@@ -38,6 +50,7 @@ impl Weighter<TokenDigest, Arc<Entry>> for ByMemory {
 /// Bounded verified-token cache.
 pub struct TokenCache {
     inner: Cache<TokenDigest, Arc<Entry>, ByMemory>,
+    keys: RandomState,
 }
 
 impl TokenCache {
@@ -49,26 +62,31 @@ impl TokenCache {
         let min = (max_bytes / max_entries as u64).max(1);
         Self {
             inner: Cache::with_weighter(max_entries, max_bytes, ByMemory { min }),
+            keys: RandomState::new(),
         }
     }
 
-    /// The cache key of a token.
+    /// The cache key of a token (keyed by this cache's secret keys).
     #[must_use]
-    pub fn digest(token: &str) -> TokenDigest {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-        out
+    pub fn digest(&self, token: &str) -> TokenDigest {
+        let bytes = token.as_bytes();
+        let tail = bytes
+            .get(bytes.len().saturating_sub(DIGEST_TAIL)..)
+            .unwrap_or(bytes);
+        self.keys.hash_one((bytes.len(), tail))
     }
 
-    /// The entry for a token digest, if cached.
+    /// The verification of exactly `token`, if cached.
     #[must_use]
-    pub fn get(&self, key: &TokenDigest) -> Option<Arc<Entry>> {
-        self.inner.get(key)
+    pub fn get(&self, token: &str) -> Option<Arc<Entry>> {
+        self.inner
+            .get(&self.digest(token))
+            .filter(|e| *e.token == *token)
     }
 
-    /// Caches a successful verification.
-    pub fn insert(&self, key: TokenDigest, entry: Arc<Entry>) {
-        self.inner.insert(key, entry);
+    /// Caches a successful verification (under the digest of its token).
+    pub fn insert(&self, entry: Arc<Entry>) {
+        self.inner.insert(self.digest(&entry.token), entry);
     }
 
     /// [`auth::authorize_with`] over this cache: the decision reuses a cached
@@ -84,8 +102,8 @@ impl TokenCache {
     ) -> Decision {
         let looked_up = std::cell::Cell::new(None);
         let earlier = |token: &str| {
-            let digest = Self::digest(token);
-            let entry = self.get(&digest);
+            let digest = self.digest(token);
+            let entry = self.inner.get(&digest).filter(|e| *e.token == *token);
             looked_up.set(Some((digest, entry.is_some())));
             entry
         };
@@ -94,19 +112,22 @@ impl TokenCache {
             match &decision {
                 Decision::Allow(a) => {
                     if let Some(learned) = &a.learned {
-                        self.insert(digest, Arc::clone(learned));
+                        self.inner.insert(digest, Arc::clone(learned));
                     }
                 }
-                Decision::Deny(d) if was_cached && !d.is_route_refusal() => self.remove(&digest),
+                Decision::Deny(d) if was_cached && !d.is_route_refusal() => {
+                    self.inner.remove(&digest);
+                }
                 Decision::Deny(_) => {}
             }
         }
         decision
     }
 
-    /// Drops an entry (its key left the JWKS, or the token expired).
-    pub fn remove(&self, key: &TokenDigest) {
-        self.inner.remove(key);
+    /// Drops the entry of `token` (its key left the JWKS, or the token expired).
+    pub fn remove(&self, token: &str) {
+        let digest = self.digest(token);
+        self.inner.remove_if(&digest, |e| *e.token == *token);
     }
 
     /// Entries held now.
@@ -133,7 +154,7 @@ mod tests {
     use crate::jwks::PoolKeys;
     use serde_json::json;
 
-    fn entry(weight: u64) -> Arc<Entry> {
+    fn entry(token: &str, weight: u64) -> Arc<Entry> {
         let claims = crate::token::Claims::from_payload(
             serde_json::from_str(
                 r#"{"iss":"i","sub":"s","exp":10,"iat":1,"token_use":"access","client_id":"c"}"#,
@@ -150,6 +171,7 @@ mod tests {
                 claims,
                 rendered: std::sync::OnceLock::new(),
             }),
+            token: token.into(),
             weight,
         })
     }
@@ -158,7 +180,7 @@ mod tests {
     fn the_entry_limit_holds_even_for_small_tokens() {
         let cache = TokenCache::new(16, 1 << 20);
         for i in 0..1000u32 {
-            cache.insert(TokenCache::digest(&i.to_string()), entry(10));
+            cache.insert(entry(&i.to_string(), 10));
         }
         assert!(cache.len() <= 16, "{} entries", cache.len());
     }
@@ -167,9 +189,42 @@ mod tests {
     fn the_byte_limit_holds_for_large_tokens() {
         let cache = TokenCache::new(10_000, 64 * 1024);
         for i in 0..1000u32 {
-            cache.insert(TokenCache::digest(&i.to_string()), entry(8 * 1024));
+            cache.insert(entry(&i.to_string(), 8 * 1024));
         }
         assert!(cache.len() <= 8, "{} entries", cache.len());
+    }
+
+    #[test]
+    fn a_token_sharing_another_tokens_digest_is_verified_not_served_the_other_identity() {
+        let cache = TokenCache::new(64, 1 << 20);
+        let (keys, p) = (keys(), policy());
+        let good = issuer().mint("k1", &access());
+        let allowed = cache.authorize(
+            &request("GET", "/api/x", &[&format!("Bearer {good}")], &[]),
+            NOW,
+            &keys,
+            &p,
+        );
+        assert!(
+            matches!(allowed, Decision::Allow(_)),
+            "{}",
+            summary(&allowed)
+        );
+        // Same length, same tail (so the same digest), different payload byte.
+        let mut forged = good.clone().into_bytes();
+        let i = good.find('.').expect("dot") + 3;
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).expect("ascii");
+        assert_eq!(cache.digest(&forged), cache.digest(&good));
+        let req = request("GET", "/api/x", &[&format!("Bearer {forged}")], &[]);
+        let decision = cache.authorize(&req, NOW, &keys, &p);
+        assert!(
+            matches!(&decision, Decision::Deny(d) if *d != crate::auth::Denial::InvalidRequest),
+            "{}",
+            summary(&decision)
+        );
+        assert!(cache.get(&forged).is_none());
+        assert!(cache.get(&good).is_some(), "the genuine entry stays");
     }
 
     /// Property: over random tokens, times, paths and key sets, the cached decision is

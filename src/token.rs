@@ -1,15 +1,17 @@
 //! PURE: strict parsing of a compact JWS into header and claims, and RS256 signature
 //! verification with a key chosen by the caller.
 //!
-//! jsonwebtoken is used for the signature only (`crypto::verify`, algorithm pinned to
-//! RS256). Its `decode` is never called: its claim checks read the system clock and
-//! treat wrong-typed claims as absent (CVE-2026-25537 class); every claim here is
-//! typed strictly by [`Claims::from_payload`] and time is checked by the caller
-//! against an injected `now`.
+//! The signature is checked by aws-lc with a key parsed once for RS256 only
+//! (`ParsedPublicKey` for `RSA_PKCS1_2048_8192_SHA256`, held by the key set), after
+//! decoding the base64url signature into a stack buffer. No JWT library decodes the
+//! token: their claim checks read the system clock and treat wrong-typed claims as
+//! absent (CVE-2026-25537 class); every claim here is typed strictly by
+//! [`Claims::from_payload`] and time is checked by the caller against an injected `now`.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
+use aws_lc_rs::signature::ParsedPublicKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
@@ -127,6 +129,9 @@ pub fn is_compact_jws(token: &str) -> bool {
 /// `jku`, `jwk`, `x5u`, `x5c`, `b64`) rejects the token. Cognito sends only `kid`, `alg`.
 const ALLOWED_HEADER_PARAMS: [&str; 3] = ["alg", "kid", "typ"];
 
+/// Longest signature: RSA-8192, the largest key a key set holds.
+const MAX_SIGNATURE_BYTES: usize = 1024;
+
 /// Longest accepted `kid`.
 pub const MAX_KID_BYTES: usize = 256;
 
@@ -191,20 +196,21 @@ impl Unverified<'_> {
         self.payload.get("iss").and_then(Value::as_str)
     }
 
-    /// Verifies the RS256 signature with `key`.
+    /// Verifies the RS256 signature with `key` (an RS256 key: the algorithm is the
+    /// key's, fixed when the key set parsed it).
     ///
     /// # Errors
-    /// [`TokenError::Signature`] if it does not verify.
-    pub fn verify(&self, key: &jsonwebtoken::DecodingKey) -> Result<(), TokenError> {
-        match jsonwebtoken::crypto::verify(
-            self.signature,
-            self.signing_input.as_bytes(),
-            key,
-            jsonwebtoken::Algorithm::RS256,
-        ) {
-            Ok(true) => Ok(()),
-            _ => Err(TokenError::Signature),
-        }
+    /// [`TokenError::Signature`] if it does not verify (or is longer than an RSA-8192
+    /// signature).
+    pub fn verify(&self, key: &ParsedPublicKey) -> Result<(), TokenError> {
+        // Room for base64's conservative length estimate (up to 2 bytes over).
+        let mut buf = [0u8; MAX_SIGNATURE_BYTES + 3];
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(self.signature, &mut buf)
+            .map_err(|_| TokenError::Signature)?;
+        let signature = buf.get(..len).ok_or(TokenError::Signature)?;
+        key.verify_sig(self.signing_input.as_bytes(), signature)
+            .map_err(|_| TokenError::Signature)
     }
 }
 
@@ -425,6 +431,25 @@ mod tests {
             .err(),
             Some(TokenError::Malformed)
         );
+    }
+
+    #[test]
+    fn an_oversized_or_garbled_signature_is_refused_without_panicking() {
+        let jwk = crate::issuer::DevIssuer::generate(&["k"])
+            .expect("issuer")
+            .key_set();
+        let key = jwk.get("k").expect("key");
+        let header = r#"{"alg":"RS256","kid":"k"}"#;
+        for sig in [
+            "A".repeat(2000),
+            "A".repeat(1366),
+            "c2ln".into(),
+            "A".into(),
+        ] {
+            let t = format!("{}.{}.{sig}", b64(header), b64("{}"));
+            let parsed = parse(&t).expect("shape");
+            assert_eq!(parsed.verify(key).err(), Some(TokenError::Signature));
+        }
     }
 
     fn claims(json: &str) -> Result<Claims, TokenError> {

@@ -300,12 +300,16 @@ pub struct Remembered {
     pub key_fingerprint: u64,
     /// The verified identity.
     pub identity: Arc<Identity>,
+    /// The token exactly as presented and verified: a lookup by a digest is confirmed
+    /// by comparing the whole token with it.
+    pub token: Box<str>,
     /// Approximate bytes held.
     pub weight: u64,
 }
 
 /// Verifications made earlier, looked up by token (a cache, or nothing). Read-only: the
-/// decision never changes it; the caller remembers [`Admission::learned`].
+/// decision never changes it; the caller remembers [`Admission::learned`]. The decision
+/// uses an entry only if its [`Remembered::token`] is exactly the presented token.
 pub type Earlier<'a> = &'a dyn Fn(&str) -> Option<Arc<Remembered>>;
 
 /// How a request was admitted.

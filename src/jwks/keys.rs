@@ -1,13 +1,14 @@
 //! PURE: JWKS documents to key sets. Only RSA signing keys of 2048 to 8192 bits with a
 //! sane exponent and kid are kept; everything else is dropped and counted. A key set
 //! remembers a fingerprint per kid, so a cached verification can tell whether the key
-//! that made it is still the one published.
+//! that made it is still the one published. Each key is parsed once, pinned to RS256
+//! (PKCS#1 v1.5, SHA-256, 2048-8192 bits), so a verification does not rebuild it.
 
 use std::collections::HashMap;
 
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::DecodingKey;
 use serde_json::Value;
 
 use crate::token::MAX_KID_BYTES;
@@ -57,7 +58,7 @@ impl JwksError {
 /// The verification keys of one pool, by `kid`.
 #[derive(Default)]
 pub struct KeySet {
-    keys: HashMap<String, (DecodingKey, u64)>,
+    keys: HashMap<String, (ParsedPublicKey, u64)>,
 }
 
 /// A short fingerprint of an RSA public key (first 8 bytes of SHA-256 of n and e).
@@ -81,9 +82,9 @@ impl std::fmt::Debug for KeySet {
 }
 
 impl KeySet {
-    /// The key with this `kid`, if any.
+    /// The key with this `kid`, if any (parsed once, for RS256 only).
     #[must_use]
-    pub fn get(&self, kid: &str) -> Option<&DecodingKey> {
+    pub fn get(&self, kid: &str) -> Option<&ParsedPublicKey> {
         self.keys.get(kid).map(|(k, _)| k)
     }
 
@@ -114,14 +115,8 @@ impl KeySet {
     ) -> Self {
         let mut set = Self::default();
         for (kid, n, e) in keys {
-            if rsa_strong_enough(n, e) {
-                set.keys.insert(
-                    kid.to_owned(),
-                    (
-                        DecodingKey::from_rsa_raw_components(n, e),
-                        fingerprint(n, e),
-                    ),
-                );
+            if let Some(key) = rs256_key(n, e) {
+                set.keys.insert(kid.to_owned(), key);
             }
         }
         set
@@ -152,6 +147,19 @@ fn rsa_strong_enough(n: &[u8], e: &[u8]) -> bool {
     (MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) && e == [1, 0, 1]
 }
 
+/// The RS256 verification key and fingerprint for big-endian `(n, e)`, if the key is
+/// strong enough and aws-lc accepts it.
+fn rs256_key(n: &[u8], e: &[u8]) -> Option<(ParsedPublicKey, u64)> {
+    if !rsa_strong_enough(n, e) {
+        return None;
+    }
+    let (n, e) = (strip_leading_zeros(n), strip_leading_zeros(e));
+    let parsed = RsaPublicKeyComponents { n, e }
+        .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+        .ok()?;
+    Some((parsed, fingerprint(n, e)))
+}
+
 /// Parses a JWKS document, keeping only RSA signing keys fit for RS256: `kty` RSA,
 /// `use` absent or `sig`, `alg` absent or `RS256`, a `kid` of at most 256 bytes,
 /// modulus of 2048-8192 bits, exponent 65537. Keys sharing a `kid` are all dropped.
@@ -164,7 +172,7 @@ pub fn parse_jwks(body: &[u8]) -> Result<ParsedJwks, JwksError> {
         return Err(JwksError::NotJwks);
     };
     let mut skipped = 0;
-    let mut keys: HashMap<String, (DecodingKey, u64)> = HashMap::new();
+    let mut keys: HashMap<String, (ParsedPublicKey, u64)> = HashMap::new();
     let mut dup: Vec<String> = Vec::new();
     for entry in entries {
         match parse_jwk(entry) {
@@ -192,7 +200,7 @@ pub fn parse_jwks(body: &[u8]) -> Result<ParsedJwks, JwksError> {
     })
 }
 
-fn parse_jwk(entry: &Value) -> Option<(String, (DecodingKey, u64))> {
+fn parse_jwk(entry: &Value) -> Option<(String, (ParsedPublicKey, u64))> {
     let obj = entry.as_object()?;
     let s = |k: &str| obj.get(k).and_then(Value::as_str);
     if s("kty")? != "RSA" {
@@ -210,15 +218,5 @@ fn parse_jwk(entry: &Value) -> Option<(String, (DecodingKey, u64))> {
     }
     let n = URL_SAFE_NO_PAD.decode(s("n")?).ok()?;
     let e = URL_SAFE_NO_PAD.decode(s("e")?).ok()?;
-    if !rsa_strong_enough(&n, &e) {
-        return None;
-    }
-    let (n, e) = (strip_leading_zeros(&n), strip_leading_zeros(&e));
-    Some((
-        kid.to_owned(),
-        (
-            DecodingKey::from_rsa_raw_components(n, e),
-            fingerprint(n, e),
-        ),
-    ))
+    Some((kid.to_owned(), rs256_key(&n, &e)?))
 }

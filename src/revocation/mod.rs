@@ -4,7 +4,8 @@
 //! (`GlobalSignOut`, `AdminUserGlobalSignOut`) or whose user was disabled or deleted,
 //! while their signatures stay valid until `exp`.
 //!
-//! Per token (keyed by its SHA-256) the answer is remembered for
+//! Per token (keyed by the SHA-256 of its signature segment, see [`key`]) the answer
+//! is remembered for
 //! `revocation_check.cache_seconds`, never past the token's `exp`, in a bounded cache;
 //! concurrent requests with one token share one call (single flight: the cache holds a
 //! cell that the first request fills and the others await); at most `max_concurrent`
@@ -40,8 +41,20 @@ use crate::metrics::Metrics;
 /// only admitted access tokens get here, so no client fills it with garbage).
 pub const MAX_REMEMBERED: usize = 20_000;
 
-/// A token's cache key: the SHA-256 of the whole token.
+/// A token's cache key: the SHA-256 of its signature segment.
 type Digest = [u8; 32];
+
+/// The cache key of an admitted token: the SHA-256 of its signature segment (a fifth of
+/// the token). Only tokens whose signatures verified get here, and an RS256 signature
+/// determines what it signs under a given key (PKCS#1 v1.5 is deterministic and the
+/// signed SHA-256 is recovered from it), so two admitted tokens share a key only by a
+/// SHA-256 collision, exactly as when the whole token was hashed.
+fn key(token: &str) -> Digest {
+    let signature = token.rsplit_once('.').map_or(token, |(_, s)| s);
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest(&SHA256, signature.as_bytes()).as_ref());
+    key
+}
 
 /// One token's answer: filled once by the request that calls, awaited by the others;
 /// with the time it was had.
@@ -182,8 +195,7 @@ impl Revocation {
     }
 
     async fn check_pool(&self, pool: &PoolCheck, token: &str, exp: i64) -> Verdict {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+        let key = key(token);
         // A stale or failed answer is dropped and the lookup made again: at most twice,
         // since the second lookup finds a new slot (or another request's fresh one).
         for _ in 0..2 {
