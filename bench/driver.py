@@ -1360,7 +1360,9 @@ def targets_issue14(R):
     N = R.get("nginx_idle") or {}
     ngx_kib = f"; nginx {N['kib_per_conn']:.1f} KiB" if N.get("kib_per_conn") is not None else ""
     rows.append(("memory per idle keep-alive connection",
-                 (f"{kib:.1f} KiB ({M['held']:,} held){ngx_kib}" if kib is not None
+                 (f"{kib:.1f} KiB ({M['held']:,} held"
+                  + (f", of {IDLE_CONNS:,} asked: not valid" if M["held"] < IDLE_CONNS else "")
+                  + f"){ngx_kib}" if kib is not None
                   else f"not measured ({M.get('held', 0)} held)"),
                  "" if kib is None else f"{kib / 10:.2f}× of limit", "≤ 10 KiB",
                  met(kib is not None and kib <= 10)))
