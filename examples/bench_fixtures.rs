@@ -152,6 +152,8 @@ fn rsa_spki_pem(n: &[u8], e: &[u8]) -> String {
 ///   load generator connects from 127.0.0.1, so the per-address caps (256 connections,
 ///   32 requests in flight) would refuse most of the scenarios' load with 503 or close
 ///   the idle connections; off, as for a sidecar behind a load balancer.
+/// - `limits.max_in_flight_requests = 20000`: the memory scenario sends one request on
+///   each of its 10,000 connections at once (the default cap, 128, answers 503).
 /// - Everything else is the default: verified-token cache of 10,000 entries / 16 MiB,
 ///   60 s leeway, identity headers `X-Auth-*`.
 fn config_text(a: &Args) -> String {
@@ -177,6 +179,8 @@ max_connections = 20000
 # All load comes from one address (127.0.0.1): no per-address caps.
 max_connections_per_ip = 0
 max_in_flight_requests_per_ip = 0
+# The memory scenario's holder sends its 10,000 first requests at once.
+max_in_flight_requests = 20000
 
 [[routes]]
 path = "/public/"
