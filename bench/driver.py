@@ -1020,8 +1020,8 @@ def report(R):
       "The file is rewritten by each run (the analysis under [Profile](#profile) is kept "
       "in `bench/PROFILE.md` and included).\n")
     w("## How to run\n")
-    w("```sh\nbash bench/run.sh                        # about 7 minutes; writes BENCHMARKS.md\n"
-      "BENCH_SOAK_SECONDS=600 bash bench/run.sh # with the issue's 10-minute soak (about 17)\n```\n")
+    w("```sh\nbash bench/run.sh                        # about 12 minutes; writes BENCHMARKS.md\n"
+      "BENCH_SOAK_SECONDS=600 bash bench/run.sh # with the issue's 10-minute soak (about 22)\n```\n")
     w("`bench/run.sh` installs what it needs (Debian `nginx-light`, `haproxy`, `wrk`), builds "
       "`cargo build --release --locked --bin cognito-sidecar --examples`, generates fixtures "
       "(`examples/bench_fixtures.rs`: an RSA-2048 key, JWKS, PEM public key, a realistic "

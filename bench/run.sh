@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # cognito-sidecar benchmark suite: one command, writes BENCHMARKS.md.
 #
-#   bash bench/run.sh                          # about 7 minutes on 2 cores
-#   BENCH_SOAK_SECONDS=600 bash bench/run.sh   # with the 10-minute soak (~17)
+#   bash bench/run.sh                          # about 12 minutes on 2 cores (+ the build)
+#   BENCH_SOAK_SECONDS=600 bash bench/run.sh   # with the 10-minute soak (~22)
 #
 # What it does:
 #   1. installs what it needs with apt if missing (nginx-light, haproxy, wrk; root or
