@@ -32,9 +32,9 @@ def main():
     auth = f"Authorization: Bearer {token}"
     tokens_file = os.path.join(d.FIX, "tokens.txt")
     ports = {k: d.free_port() for k in ("backend", "jwks", "sidecar", "admin")}
-    conf = d.write(os.path.join(d.WORK, "ab-backend.conf"), d.NGINX_COMMON.format(
-        work=d.WORK, name="ab-backend",
-        servers=d.BACKEND_SERVERS.format(backend=ports["backend"], jwks=ports["jwks"], fix=d.FIX)))
+    conf = d.write(os.path.join(d.WORK, "ab-backend.conf"), d.nginx_conf(
+        "ab-backend",
+        d.BACKEND_SERVERS.format(backend=ports["backend"], jwks=ports["jwks"], fix=d.FIX)))
     backend = d.start("ab-backend", ["nginx", "-c", conf, "-e", os.path.join(d.WORK, "ab-backend.stderr")])
     d.wait_port(ports["backend"], backend)
     base = open(os.path.join(d.FIX, "config.toml")).read()

@@ -47,6 +47,8 @@ WATCH = [
     ("proxy::request_id", r"^cognito_sidecar::proxy::request_id$"),
     ("proxy::logging (metrics + access log)", r"^cognito_sidecar::proxy::logging$"),
     ("upstream client (Client::send_request)", r"hyper_util::client::legacy::client::Client<.*>::send_request::\{\{closure\}\}$"),
+    ("upstream client (conn::http1::SendRequest::send_request)",
+     r"hyper::client::conn::http1::SendRequest<.*>::send_request(::\{\{closure\}\})?$"),
     ("tracing event dispatch", r"^tracing_core::event::Event::dispatch$"),
     ("prometheus MetricVec::with_label_values", r"MetricVec<.*>>::with_label_values$"),
     ("malloc", r"^malloc$"),
@@ -107,9 +109,9 @@ def main():
     auth = f"Authorization: Bearer {token}"
     tokens_file = os.path.join(d.FIX, "tokens.txt")
     ports = {k: d.free_port() for k in ("backend", "jwks", "sidecar", "admin")}
-    conf = d.write(os.path.join(d.WORK, "cg-backend.conf"), d.NGINX_COMMON.format(
-        work=d.WORK, name="cg-backend",
-        servers=d.BACKEND_SERVERS.format(backend=ports["backend"], jwks=ports["jwks"], fix=d.FIX)))
+    conf = d.write(os.path.join(d.WORK, "cg-backend.conf"), d.nginx_conf(
+        "cg-backend",
+        d.BACKEND_SERVERS.format(backend=ports["backend"], jwks=ports["jwks"], fix=d.FIX)))
     backend = d.start("cg-backend", ["nginx", "-c", conf, "-e", os.path.join(d.WORK, "cg-backend.stderr")])
     d.wait_port(ports["backend"], backend)
     base = open(os.path.join(d.FIX, "config.toml")).read()

@@ -8,11 +8,18 @@ load generators to the other):
   - nginx:    plain reverse proxy to the backend, no auth (upstream keep-alive)
   - haproxy:  2.6 verifying RS256 with jwt_verify (+ alg, iss and exp checks)
   - sidecar:  cognito-sidecar with the configuration from examples/bench_fixtures.rs
+  - floors:   bare hyper proxies: examples/hyper_floor.rs (the sidecar's stack) and
+              examples/hyper_floor_lean.rs (the leanest hyper design measured)
+and, for the two-core scenario, a second backend, nginx with 2 workers and a second
+sidecar, all on both cores with nothing pinned,
 then verifies every proxy's answers (200 valid / 401 tampered ...), measures the
 scenarios and writes BENCHMARKS.md. Everything it started is stopped on exit.
 
 Settings (environment):
   BENCH_DURATION=10         seconds per wrk scenario
+  BENCH_ROUNDS=3            rounds of the throughput scenarios (interleaved, order
+                            reversed every other round; the median round is reported)
+  BENCH_TWO_CORE_ROUNDS=3   rounds of the two-core scenario (0 skips it)
   BENCH_CONNECTIONS=64      wrk / loadgen connections
   BENCH_RATE=2000           fixed-rate scenario, requests per second
   BENCH_RATE_DURATION=15    fixed-rate scenario, seconds (after a 2 s warm-up)
@@ -39,6 +46,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -51,6 +59,7 @@ SIDECAR = os.environ.get("BENCH_SIDECAR", os.path.join(REL, "cognito-sidecar"))
 LOADGEN = os.path.join(REL, "examples", "loadgen")
 FIXTURES_BIN = os.path.join(REL, "examples", "bench_fixtures")
 FLOOR = os.path.join(REL, "examples", "hyper_floor")
+FLOOR_LEAN = os.path.join(REL, "examples", "hyper_floor_lean")
 BENCH_DIR = os.path.join(TARGET, "bench")
 FIX = os.path.join(BENCH_DIR, "fixtures")
 WORK = os.path.join(BENCH_DIR, "run")
@@ -63,6 +72,8 @@ def env_int(name, default):
 
 
 DURATION = env_int("BENCH_DURATION", 10)
+ROUNDS = max(1, env_int("BENCH_ROUNDS", 3))
+TWO_CORE_ROUNDS = env_int("BENCH_TWO_CORE_ROUNDS", 3)
 CONNS = env_int("BENCH_CONNECTIONS", 64)
 RATE = env_int("BENCH_RATE", 2000)
 RATE_DURATION = env_int("BENCH_RATE_DURATION", 15)
@@ -78,6 +89,9 @@ OUTPUT = os.environ.get("BENCH_OUTPUT", os.path.join(ROOT, "BENCHMARKS.md"))
 NPROC = os.cpu_count() or 1
 LOAD_CPU = "0"
 SERVER_CPU = "1" if NPROC > 1 else "0"
+# The two-core scenario: everything (load generator, backend, proxy) on these two CPUs,
+# nothing pinned within them.
+BOTH_CPUS = "0,1" if NPROC > 1 else "0"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 
@@ -262,8 +276,8 @@ def to_ms(text):
     return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
 
 
-def wrk(url, seconds, header=None, script_args=None):
-    cmd = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{CONNS}", f"-d{seconds}s", "--latency"]
+def wrk(url, seconds, header=None, script_args=None, cpu=LOAD_CPU):
+    cmd = ["taskset", "-c", cpu, "wrk", "-t1", f"-c{CONNS}", f"-d{seconds}s", "--latency"]
     if header:
         cmd += ["-H", header]
     if script_args:
@@ -309,7 +323,7 @@ def loadgen_rate(url, header=None):
 # ---------------------------------------------------------------------------
 
 NGINX_COMMON = """
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 master_process on;
 user root;
@@ -387,6 +401,11 @@ frontend fe
 backend be
     server s1 127.0.0.1:{backend}
 """
+
+
+def nginx_conf(name, servers, workers=1):
+    """An nginx configuration (work files under WORK) with `workers` worker processes."""
+    return NGINX_COMMON.format(work=WORK, name=name, servers=servers, workers=workers)
 
 
 def write(path, text):
@@ -476,7 +495,7 @@ def main():
     signal.signal(signal.SIGHUP, on_signal)
     atexit.register(cleanup)
     os.environ.pop("RUST_LOG", None)  # would override the configuration's log_level
-    for tool in (SIDECAR, LOADGEN, FIXTURES_BIN, FLOOR):
+    for tool in (SIDECAR, LOADGEN, FIXTURES_BIN, FLOOR, FLOOR_LEAN):
         if not os.path.exists(tool):
             die(f"{tool} missing: run bench/run.sh (it builds them)")
     for tool in ("nginx", "haproxy", "wrk", "taskset"):
@@ -488,7 +507,7 @@ def main():
     facts = machine_facts()
     log(f"machine: {facts['nproc']} cpu ({facts['cpu']}), load average {facts['loadavg']}")
     meta, generated = fixtures()
-    R = {"facts": facts, "meta": meta, "fixtures_generated": generated,
+    R = {"facts": facts, "rounds": ROUNDS, "meta": meta, "fixtures_generated": generated,
          "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     token = open(os.path.join(FIX, "token.txt")).read().strip()
     tampered = open(os.path.join(FIX, "token_tampered.txt")).read().strip()
@@ -500,16 +519,13 @@ def main():
     bearer = {"Authorization": f"Bearer {token}"}
 
     ports = {k: free_port() for k in ("backend", "jwks", "nginx", "haproxy", "sidecar", "admin",
-                                      "floor")}
+                                      "floor", "floor_lean")}
     log(f"ports: {ports}")
 
     # -- backend + JWKS ----------------------------------------------------
     conf = write(
         os.path.join(WORK, "backend.conf"),
-        NGINX_COMMON.format(
-            work=WORK, name="backend",
-            servers=BACKEND_SERVERS.format(backend=ports["backend"], jwks=ports["jwks"], fix=FIX),
-        ),
+        nginx_conf("backend", BACKEND_SERVERS.format(backend=ports["backend"], jwks=ports["jwks"], fix=FIX)),
     )
     backend = start("backend", ["nginx", "-c", conf, "-e", os.path.join(WORK, "backend.stderr.log")])
     wait_port(ports["backend"], backend)
@@ -534,10 +550,7 @@ def main():
     # -- nginx plain proxy -------------------------------------------------
     conf = write(
         os.path.join(WORK, "nginx.conf"),
-        NGINX_COMMON.format(
-            work=WORK, name="nginx",
-            servers=PROXY_SERVERS.format(backend=ports["backend"], port=ports["nginx"]),
-        ),
+        nginx_conf("nginx", PROXY_SERVERS.format(backend=ports["backend"], port=ports["nginx"])),
     )
     nginx = start("nginx", ["nginx", "-c", conf, "-e", os.path.join(WORK, "nginx.stderr.log")])
     wait_port(ports["nginx"], nginx)
@@ -558,10 +571,15 @@ def main():
     floor = start("hyper-floor", [FLOOR, "--listen", f"127.0.0.1:{ports['floor']}",
                                   "--upstream", f"127.0.0.1:{ports['backend']}"])
     wait_port(ports["floor"], floor)
+    # The raised floor: one current_thread runtime per CPU it may use (here: one).
+    floor_lean = start("hyper-floor-lean", [FLOOR_LEAN, "--listen", f"127.0.0.1:{ports['floor_lean']}",
+                                            "--upstream", f"127.0.0.1:{ports['backend']}"])
+    wait_port(ports["floor_lean"], floor_lean)
 
     # -- correctness before measuring ---------------------------------------
     checks = [
         ("bare hyper proxy", ports["floor"], "/api/orders", {}, 200),
+        ("lean hyper proxy", ports["floor_lean"], "/api/orders", {}, 200),
         ("backend", ports["backend"], "/api/orders", {}, 200),
         ("nginx", ports["nginx"], "/api/orders", {}, 200),
         ("haproxy: valid token", ports["haproxy"], "/api/orders", bearer, 200),
@@ -594,46 +612,35 @@ def main():
         "haproxy": [haproxy.pid],
         "sidecar": [sidecar.pid],
         "floor": [floor.pid],
+        "floor_lean": [floor_lean.pid],
     }
     url = lambda k, path: f"http://127.0.0.1:{ports[k]}{path}"  # noqa: E731
 
     def measure(label, server, target_url, header=None, script_args=None, warm=True,
                 proc_pids=None):
         pids = proc_pids or servers[server]
-        if warm:
-            wrk(target_url, 1, header=header if not script_args else auth)
-        reset_peak(pids)
         be = [] if server == "direct" else backend_pids
-        c0, b0 = cpu_ticks(pids), cpu_ticks(be)
-        res = wrk(target_url, DURATION, header=header, script_args=script_args)
-        c1, b1 = cpu_ticks(pids), cpu_ticks(be)
-        reqs = max(res.get("requests", 1), 1)
-        res["cpu_100k"] = (c1 - c0) / CLK_TCK / reqs * 1e5
-        res["backend_cpu_100k"] = (b1 - b0) / CLK_TCK / reqs * 1e5 if be else None
-        res["peak_rss"] = rss_mib(pids, "VmHWM")
-        res["label"] = label
-        log(f"{label}: {res['rps']:.0f} req/s, p50 {res.get('p50', 0):.2f} ms, "
-            f"p99 {res.get('p99', 0):.2f} ms, cpu {res['cpu_100k']:.2f} s/100k, "
-            f"peak RSS {res['peak_rss']:.1f} MiB, non-2xx {res['non2xx']}, "
-            f"socket errors {res['socket_errors']}")
-        return res
+        return measure_wrk(label, target_url, pids, be, header=header, script_args=script_args,
+                           warm_header=auth if warm else None)
 
     # -- throughput scenarios ---------------------------------------------
-    T = {}
-    T["direct"] = measure("direct to backend (no proxy)", "direct", url("backend", "/api/orders"))
-    T["nginx"] = measure("nginx reverse proxy, no auth", "nginx", url("nginx", "/api/orders"))
-    T["floor"] = measure("bare hyper proxy, no auth (examples/hyper_floor.rs)", "floor",
-                         url("floor", "/api/orders"))
-    T["haproxy"] = measure("HAProxy 2.6 + jwt_verify (RS256)", "haproxy",
-                           url("haproxy", "/api/orders"), header=auth)
-    T["reused"] = measure("sidecar, same token (cache hit)", "sidecar",
-                          url("sidecar", "/api/orders"), header=auth)
-    T["public"] = measure("sidecar, public route (no token)", "sidecar",
-                          url("sidecar", "/public/health"))
-    T["group"] = measure("sidecar, group-check route /admin/", "sidecar",
-                         url("sidecar", "/admin/orders"), header=auth)
-    T["fresh"] = measure("sidecar, new token every request", "sidecar",
-                         url("sidecar", "/api/orders"), script_args=[tokens_file, "/api/orders"])
+    T = measure_rounds(measure, [
+        ("direct", "direct to backend (no proxy)", "direct", url("backend", "/api/orders"), {}),
+        ("nginx", "nginx reverse proxy, no auth", "nginx", url("nginx", "/api/orders"), {}),
+        ("floor", "bare hyper proxy, no auth (examples/hyper_floor.rs)", "floor",
+         url("floor", "/api/orders"), {}),
+        ("floor_lean", "raised floor: lean hyper proxy, no auth (examples/hyper_floor_lean.rs)",
+         "floor_lean", url("floor_lean", "/api/orders"), {}),
+        ("haproxy", "HAProxy 2.6 + jwt_verify (RS256)", "haproxy", url("haproxy", "/api/orders"),
+         {"header": auth}),
+        ("reused", "sidecar, same token (cache hit)", "sidecar", url("sidecar", "/api/orders"),
+         {"header": auth}),
+        ("public", "sidecar, public route (no token)", "sidecar", url("sidecar", "/public/health"), {}),
+        ("group", "sidecar, group-check route /admin/", "sidecar", url("sidecar", "/admin/orders"),
+         {"header": auth}),
+        ("fresh", "sidecar, new token every request", "sidecar", url("sidecar", "/api/orders"),
+         {"script_args": [tokens_file, "/api/orders"]}),
+    ], ROUNDS)
     R["rss_after_load_main"] = rss_mib([sidecar.pid])
     R["throughput"] = T
 
@@ -653,6 +660,9 @@ def main():
         sidecar = start("sidecar", [SIDECAR, "--config", sc_conf])
         wait_ready(ports["admin"], sidecar)
         servers["sidecar"] = [sidecar.pid]
+
+    # -- two cores, nothing pinned: nginx with 2 workers vs the sidecar's default runtime --
+    R["two_cores"] = two_cores(base_config, auth) if TWO_CORE_ROUNDS > 0 and NPROC > 1 else None
 
     # -- fixed rate -----------------------------------------------------------
     L = {}
@@ -680,9 +690,11 @@ def main():
     R["nginx_idle"] = hold_peer("nginx", ports["nginx"], tree(nginx.pid))
     stop(nginx)
     R["floor_idle"] = hold_peer("bare hyper proxy", ports["floor"], [floor.pid])
+    stop(floor)
+    R["floor_lean_idle"] = hold_peer("lean hyper proxy", ports["floor_lean"], [floor_lean.pid])
 
     # Free the server core for the memory and start-up measurements.
-    for p in (haproxy, floor):
+    for p in (haproxy, floor_lean):
         stop(p)
 
     # -- memory: idle and 10,000 idle keep-alive connections -------------------
@@ -712,6 +724,118 @@ def main():
 
 def url_for(port, path):
     return f"http://127.0.0.1:{port}{path}"
+
+
+def measure_wrk(label, target_url, pids, backend_pids, header=None, script_args=None,
+                warm_header=None, cpu=LOAD_CPU):
+    """One wrk scenario (after a 1 s warm-up with `warm_header`, if given): wrk's numbers
+    plus CPU seconds per 100k requests of `pids` and `backend_pids`, and peak RSS."""
+    if warm_header is not None:
+        wrk(target_url, 1, header=header if not script_args else warm_header, cpu=cpu)
+    reset_peak(pids)
+    c0, b0 = cpu_ticks(pids), cpu_ticks(backend_pids)
+    res = wrk(target_url, DURATION, header=header, script_args=script_args, cpu=cpu)
+    c1, b1 = cpu_ticks(pids), cpu_ticks(backend_pids)
+    reqs = max(res.get("requests", 1), 1)
+    res["cpu_100k"] = (c1 - c0) / CLK_TCK / reqs * 1e5
+    res["backend_cpu_100k"] = (b1 - b0) / CLK_TCK / reqs * 1e5 if backend_pids else None
+    res["peak_rss"] = rss_mib(pids, "VmHWM")
+    res["label"] = label
+    log(f"{label}: {res['rps']:.0f} req/s, p50 {res.get('p50', 0):.2f} ms, "
+        f"p99 {res.get('p99', 0):.2f} ms, cpu {res['cpu_100k']:.2f} s/100k, "
+        f"peak RSS {res['peak_rss']:.1f} MiB, non-2xx {res['non2xx']}, "
+        f"socket errors {res['socket_errors']}")
+    if res["non2xx"] or res["socket_errors"]:
+        log(f"WARNING: {label}: {res['non2xx']} non-2xx answers and {res['socket_errors']} "
+            "socket errors: its numbers do not measure the proxy's work")
+    return res
+
+
+MEDIAN_KEYS = ("rps", "cpu_100k", "backend_cpu_100k", "p50", "p75", "p90", "p99", "peak_rss")
+
+
+def measure_rounds(measure, scenarios, rounds):
+    """Runs `scenarios` (key, label, server, url, kwargs) `rounds` times, in reverse
+    order every other round so that drift hits all alike. Each key gets the median of
+    every numeric column over its rounds (errors: the sum) and the rounds' req/s and
+    CPU figures."""
+    runs = {key: [] for key, *_ in scenarios}
+    for r in range(rounds):
+        if rounds > 1:
+            log(f"throughput round {r + 1}/{rounds}")
+        for key, label, server, target, kw in (scenarios if r % 2 == 0 else scenarios[::-1]):
+            runs[key].append(measure(label, server, target, **kw))
+    return {key: combine_rounds(rs) for key, rs in runs.items()}
+
+
+def combine_rounds(rs):
+    out = dict(rs[len(rs) // 2])
+    for k in MEDIAN_KEYS:
+        vals = [x[k] for x in rs if x.get(k) is not None]
+        if vals:
+            out[k] = statistics.median(vals)
+    out["non2xx"] = sum(x["non2xx"] for x in rs)
+    out["socket_errors"] = sum(x["socket_errors"] for x in rs)
+    out["requests"] = sum(x.get("requests", 0) for x in rs)
+    out["rounds_rps"] = [x["rps"] for x in rs]
+    out["rounds_cpu_100k"] = [x["cpu_100k"] for x in rs]
+    if any("fresh" in x for x in rs):
+        f = [x["fresh"] for x in rs if "fresh" in x]
+        out["fresh"] = {"count": f[0].get("count", "0"),
+                        "sent": str(sum(int(x.get("sent", 0)) for x in f)),
+                        "wraps": str(max(int(x.get("wraps", 0)) for x in f))}
+    out.pop("raw", None)
+    return out
+
+
+def two_cores(base_config, auth):
+    """Two cores, nothing pinned: the load generator, a backend (nginx, 2 workers) and
+    the proxy under test share CPUs BOTH_CPUS. nginx (2 workers, plain proxy) and a
+    sidecar with its default runtime (sized to the 2 CPUs it may use) are measured in
+    interleaved rounds with the same wrk settings as the one-core scenarios."""
+    log(f"two cores, nothing pinned: {TWO_CORE_ROUNDS} rounds of nginx (2 workers) and the sidecar")
+    p = {k: free_port() for k in ("backend", "jwks", "nginx", "sidecar", "admin")}
+    conf = write(os.path.join(WORK, "backend2.conf"), nginx_conf(
+        "backend2", BACKEND_SERVERS.format(backend=p["backend"], jwks=p["jwks"], fix=FIX), workers=2))
+    backend = start("backend2", ["nginx", "-c", conf, "-e", os.path.join(WORK, "backend2.stderr.log")],
+                    cpu=BOTH_CPUS)
+    wait_port(p["backend"], backend)
+    conf = write(os.path.join(WORK, "nginx2.conf"), nginx_conf(
+        "nginx2", PROXY_SERVERS.format(backend=p["backend"], port=p["nginx"]), workers=2))
+    ngx = start("nginx2", ["nginx", "-c", conf, "-e", os.path.join(WORK, "nginx2.stderr.log")],
+                cpu=BOTH_CPUS)
+    wait_port(p["nginx"], ngx)
+    text = sidecar_config(base_config, p["sidecar"], p["admin"])
+    text = re.sub(r'(?m)^upstream = ".*"$', f'upstream = "http://127.0.0.1:{p["backend"]}"', text)
+    sc = start("sidecar2", [SIDECAR, "--config", write(os.path.join(WORK, "sidecar2.toml"), text)],
+               cpu=BOTH_CPUS)
+    wait_ready(p["admin"], sc)
+    time.sleep(0.5)
+    bearer = {"Authorization": auth.split(": ", 1)[1]}
+    for name, port, hdr in (("nginx, 2 workers", p["nginx"], {}), ("sidecar, 2 cores", p["sidecar"], bearer)):
+        got, _ = get(port, "/api/orders", hdr)
+        if got != 200:
+            die(f"two-core scenario: {name} answered {got}, want 200")
+    res = {"sidecar_threads": status_kb(sc.pid, "Threads"),
+           "nginx_workers": len(tree(ngx.pid)) - 1, "rounds": TWO_CORE_ROUNDS}
+    be = tree(backend.pid)
+    targets = {
+        "nginx": ("nginx, 2 workers, no auth (two cores, nothing pinned)",
+                  url_for(p["nginx"], "/api/orders"), tree(ngx.pid), None),
+        "sidecar": ("sidecar, same token, default runtime (two cores, nothing pinned)",
+                    url_for(p["sidecar"], "/api/orders"), [sc.pid], auth),
+    }
+    runs = {k: [] for k in targets}
+    for r in range(TWO_CORE_ROUNDS):
+        for k in (("nginx", "sidecar") if r % 2 == 0 else ("sidecar", "nginx")):
+            label, target, pids, hdr = targets[k]
+            runs[k].append(measure_wrk(label, target, pids, be, header=hdr, warm_header=auth,
+                                       cpu=BOTH_CPUS))
+    for k in targets:
+        res[k] = combine_rounds(runs[k])
+    for proc in (sc, ngx, backend):
+        stop(proc)
+    return res
 
 
 def profile(sidecar, target_url, auth, tokens_file):
@@ -896,8 +1020,8 @@ def report(R):
       "The file is rewritten by each run (the analysis under [Profile](#profile) is kept "
       "in `bench/PROFILE.md` and included).\n")
     w("## How to run\n")
-    w("```sh\nbash bench/run.sh                        # about 7 minutes; writes BENCHMARKS.md\n"
-      "BENCH_SOAK_SECONDS=600 bash bench/run.sh # with the issue's 10-minute soak (about 17)\n```\n")
+    w("```sh\nbash bench/run.sh                        # about 12 minutes; writes BENCHMARKS.md\n"
+      "BENCH_SOAK_SECONDS=600 bash bench/run.sh # with the issue's 10-minute soak (about 22)\n```\n")
     w("`bench/run.sh` installs what it needs (Debian `nginx-light`, `haproxy`, `wrk`), builds "
       "`cargo build --release --locked --bin cognito-sidecar --examples`, generates fixtures "
       "(`examples/bench_fixtures.rs`: an RSA-2048 key, JWKS, PEM public key, a realistic "
@@ -924,7 +1048,15 @@ def report(R):
       f"server (backend, proxy under test, JWKS) on CPU {SERVER_CPU} with `taskset`. Each "
       "server runs one worker: nginx `worker_processes 1`, HAProxy `nbthread 1`, the sidecar's "
       f"tokio runtime sizes itself to the one CPU it may use ({R['sidecar_threads']} threads "
-      "in total, including tokio's blocking pool).")
+      "in total, including tokio's blocking pool). Exception: the two-core scenario "
+      "(its own section), where nothing is pinned.")
+    w("- **Floors**: two bare hyper 1.x proxies that only forward (no auth, no header "
+      "hygiene, no metrics): `examples/hyper_floor.rs`, the sidecar's stack as configured "
+      "(multi-thread runtime, hyper-util auto server builder, hyper-util's pooled legacy "
+      "client), and the raised floor `examples/hyper_floor_lean.rs` (one current-thread "
+      "runtime per CPU over `SO_REUSEPORT`, `hyper::server::conn::http1`, each client "
+      "connection owning one lazily opened `hyper::client::conn::http1` upstream "
+      "connection: no pool).")
     w("- **Backend**: nginx `return 200` with a 60-byte JSON body; it also serves the JWKS "
       "as a static file. Every proxy keeps upstream connections alive.")
     w("- **nginx**: plain reverse proxy, no auth, `keepalive 256` upstream, access log off.")
@@ -956,16 +1088,24 @@ def report(R):
         f"{n} → {got}" for n, _want, got in R["checks"]) + ".\n")
 
     w("## Throughput\n")
-    w("| scenario | req/s | p50 ms | p99 ms | CPU s / 100k req (server) | CPU s / 100k req (backend) | peak RSS MiB (server) | errors |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|")
-    order = ["direct", "nginx", "floor", "haproxy", "reused", "fresh", "public", "group", "accesslog"]
+    rounds = R.get("rounds", 1)
+    if rounds > 1:
+        w(f"Each scenario ran in {rounds} rounds (every scenario once per round, the order "
+          "reversed every other round); each column is the median over the rounds, errors "
+          "are summed; \"req/s per round\" shows the spread.\n")
+    w("| scenario | req/s | p50 ms | p99 ms | CPU s / 100k req (server) | CPU s / 100k req (backend) | peak RSS MiB (server) | errors | req/s per round |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    order = ["direct", "nginx", "floor", "floor_lean", "haproxy", "reused", "fresh", "public", "group",
+             "accesslog"]
     for k in order:
         if k not in T:
             continue
         r = T[k]
         errs = r["non2xx"] + r["socket_errors"]
+        per_round = ", ".join(f"{x:,.0f}" for x in r.get("rounds_rps", [r["rps"]]))
         w(f"| {r['label']} | {r['rps']:,.0f} | {fmt(r.get('p50'))} | {fmt(r.get('p99'))} | "
-          f"{fmt(r['cpu_100k'])} | {fmt(r['backend_cpu_100k'])} | {fmt(r['peak_rss'], 1)} | {errs} |")
+          f"{fmt(r['cpu_100k'])} | {fmt(r['backend_cpu_100k'])} | {fmt(r['peak_rss'], 1)} | {errs} | "
+          f"{per_round} |")
     fresh = T["fresh"].get("fresh", {})
     if fresh:
         w(f"\nNo-reuse scenario: {int(fresh.get('sent', 0)):,} requests sent over "
@@ -1006,6 +1146,12 @@ def report(R):
     F = R.get("floor_idle")
     if F and F.get("held"):
         w(f"| for comparison: bare hyper proxy (`examples/hyper_floor.rs`) holding {F['held']:,} idle "
+          f"connections | {F['before']:.1f} → {F['with_conns']:.1f} MiB "
+          f"({F.get('kib_per_conn', 0):.1f} KiB per connection) |")
+    F = R.get("floor_lean_idle")
+    if F and F.get("held"):
+        w(f"| for comparison: lean hyper proxy (`examples/hyper_floor_lean.rs`, one upstream "
+          f"connection per client connection) holding {F['held']:,} idle "
           f"connections | {F['before']:.1f} → {F['with_conns']:.1f} MiB "
           f"({F.get('kib_per_conn', 0):.1f} KiB per connection) |")
     w(f"| RSS after those connections closed | {M['after_release']:.1f} MiB |")
@@ -1064,6 +1210,26 @@ def report(R):
           f"{cost * 100:.0f}% below the quiet configuration, "
           f"{T['accesslog']['cpu_100k']:.2f} vs {T['reused']['cpu_100k']:.2f} CPU s / 100k requests.\n")
 
+    w(targets_issue14(R))
+    two = R.get("two_cores")
+    if two:
+        w("## Two cores, nothing pinned\n")
+        w(f"The load generator (`wrk -t1 -c{CONNS} -d{DURATION}s`), a backend (nginx `return 200`, "
+          f"{two.get('nginx_workers', 2)} workers) and the proxy under test share CPUs {BOTH_CPUS} "
+          f"with nothing pinned within them; {two['rounds']} interleaved rounds, medians. nginx: "
+          f"`worker_processes 2`, plain proxy, `keepalive 256` upstream. Sidecar: its default "
+          f"runtime sized to the 2 CPUs ({two['sidecar_threads']} threads in total), same token "
+          "(cache hit). CPU counts the proxy's processes only.\n")
+        w("| scenario | req/s | p50 ms | p99 ms | CPU s / 100k req (proxy) | CPU s / 100k req (backend) | errors | req/s per round |")
+        w("|---|---:|---:|---:|---:|---:|---:|---|")
+        for k in ("nginx", "sidecar"):
+            r = two[k]
+            per_round = ", ".join(f"{x:,.0f}" for x in r["rounds_rps"])
+            w(f"| {r['label']} | {r['rps']:,.0f} | {fmt(r.get('p50'))} | {fmt(r.get('p99'))} | "
+              f"{fmt(r['cpu_100k'])} | {fmt(r['backend_cpu_100k'])} | "
+              f"{r['non2xx'] + r['socket_errors']} | {per_round} |")
+        w("")
+
     # micro
     w("## Micro-benchmarks\n")
     if R.get("micro") and R["micro"].get("rows"):
@@ -1103,6 +1269,123 @@ def report(R):
             w("")
     elif P:
         w(f"perf profile skipped: {P['error']}\n")
+    return "\n".join(out) + "\n"
+
+
+def criterion_us(text):
+    """'21.3 µs' (criterion's unit) -> microseconds."""
+    m = re.match(r"([\d.]+)\s*(ps|ns|µs|us|ms|s)$", text.strip())
+    if not m:
+        return None
+    scale = {"ps": 1e-6, "ns": 1e-3, "µs": 1.0, "us": 1.0, "ms": 1e3, "s": 1e6}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+# RSA-2048 verification alone, from the criterion run: the first name that matches, in
+# this order (benchmarks get renamed; the report says which one it used).
+RSA_BENCH_PREFIXES = ("verify_parts/rsa2048_verify_parsed_key", "verify_parts/rsa2048_verify_parsed",
+                      "verify_parts/rsa2048_verify", "rsa2048_verify")
+
+
+def rsa_verify_alone(R):
+    rows = (R.get("micro") or {}).get("rows") or []
+    for prefix in RSA_BENCH_PREFIXES:
+        for name, mid, _lo, _hi in rows:
+            if name.startswith(prefix) or name.split("/")[-1].startswith(prefix):
+                us = criterion_us(mid)
+                if us is not None:
+                    return name, us
+    for name, mid, _lo, _hi in rows:  # anything RSA-2048 that verifies
+        if "rsa" in name.lower() and "verify" in name.lower() and criterion_us(mid) is not None:
+            return name, criterion_us(mid)
+    return None, None
+
+
+def ratio_row(name, measured, ratio, ok, target):
+    return (name, measured, "n/a" if ratio is None else f"{ratio:.2f}×", target,
+            "reported" if ok is None else met(ok))
+
+
+def targets_issue14(R):
+    """The issue-14 target table: every row a ratio from this run."""
+    T, L, M = R["throughput"], R["latency"], R["memory"]
+    rows = []
+    ng = T["nginx"]
+    r = T["reused"]["rps"] / ng["rps"]
+    rows.append(ratio_row("cached token, req/s vs nginx plain proxy (no auth), proxy pinned to one core",
+                          f"{T['reused']['rps']:,.0f} vs {ng['rps']:,.0f} req/s", r, r >= 1.0, "≥ 1.0×"))
+    r = T["reused"]["cpu_100k"] / ng["cpu_100k"] if ng["cpu_100k"] else None
+    rows.append(ratio_row("CPU s per 100k cached requests vs nginx's",
+                          f"{T['reused']['cpu_100k']:.2f} vs {ng['cpu_100k']:.2f} s",
+                          r, r is not None and r <= 1.2, "≤ 1.2×"))
+    for key, what in (("floor", "the bare hyper floor (`examples/hyper_floor.rs`)"),
+                      ("floor_lean", "the raised floor (`examples/hyper_floor_lean.rs`)")):
+        if key not in T:
+            continue
+        r = T["public"]["rps"] / T[key]["rps"]
+        rows.append(ratio_row(f"public route vs {what}",
+                              f"{T['public']['rps']:,.0f} vs {T[key]['rps']:,.0f} req/s", r, r >= 1.0,
+                              "≥ 1.0×"))
+    if "floor_lean" in T:
+        r = T["floor_lean"]["rps"] / T["floor"]["rps"]
+        rows.append(ratio_row("— the raised floor vs the old floor (and vs nginx)",
+                              f"{T['floor_lean']['rps']:,.0f} vs {T['floor']['rps']:,.0f} req/s; "
+                              f"{T['floor_lean']['rps'] / ng['rps']:.2f}× nginx, "
+                              f"{T['floor_lean']['cpu_100k']:.2f} CPU s / 100k", r, None, "—"))
+    r = T["fresh"]["rps"] / T["reused"]["rps"]
+    rows.append(ratio_row("new token per request vs cached",
+                          f"{T['fresh']['rps']:,.0f} vs {T['reused']['rps']:,.0f} req/s", r, r >= 0.6,
+                          "≥ 0.6×"))
+    bench, rsa_us = rsa_verify_alone(R)
+    per_req = (T["fresh"]["cpu_100k"] - T["reused"]["cpu_100k"]) * 10  # CPU s / 100k -> µs / req
+    if rsa_us is not None:
+        rows.append(("— RSA-2048 verify alone (criterion)", f"{rsa_us:.1f} µs (`{bench}`)", "", "—",
+                     "reported"))
+        rows.append(("— remaining overhead per new token: (CPU per new-token request − CPU per "
+                     "cached request) − RSA verify",
+                     f"({T['fresh']['cpu_100k'] * 10:.1f} − {T['reused']['cpu_100k'] * 10:.1f}) − "
+                     f"{rsa_us:.1f} = {per_req - rsa_us:.1f} µs", "", "—", "reported"))
+    else:
+        rows.append(("— RSA-2048 verify alone (criterion)",
+                     "not measured (BENCH_MICRO=0 or no RSA benchmark found)", "", "—", "reported"))
+        rows.append(("— extra CPU per new token (RSA verify not separated)", f"{per_req:.1f} µs", "",
+                     "—", "reported"))
+    d = L["direct"]["corrected"]["p99_ms"]
+    a_sc = L["sidecar"]["corrected"]["p99_ms"] - d
+    a_ng = L["nginx"]["corrected"]["p99_ms"] - d
+    rows.append(ratio_row(f"added p99 at {RATE:,} req/s vs nginx's added p99",
+                          f"sidecar +{a_sc:.3f} ms, nginx +{a_ng:.3f} ms",
+                          a_sc / a_ng if a_ng > 0 else None, a_sc <= a_ng, "≤ 1.0×"))
+    kib = M.get("kib_per_conn")
+    N = R.get("nginx_idle") or {}
+    ngx_kib = f"; nginx {N['kib_per_conn']:.1f} KiB" if N.get("kib_per_conn") is not None else ""
+    rows.append(("memory per idle keep-alive connection",
+                 (f"{kib:.1f} KiB ({M['held']:,} held"
+                  + (f", of {IDLE_CONNS:,} asked: not valid" if M["held"] < IDLE_CONNS else "")
+                  + f"){ngx_kib}" if kib is not None
+                  else f"not measured ({M.get('held', 0)} held)"),
+                 "" if kib is None else f"{kib / 10:.2f}× of limit", "≤ 10 KiB",
+                 met(kib is not None and kib <= 10)))
+    two = R.get("two_cores")
+    if two:
+        r = two["sidecar"]["rps"] / two["nginx"]["rps"]
+        rows.append(ratio_row("two unpinned cores, cached token, vs nginx with 2 workers",
+                              f"{two['sidecar']['rps']:,.0f} vs {two['nginx']['rps']:,.0f} req/s "
+                              f"({two['sidecar']['cpu_100k']:.2f} vs {two['nginx']['cpu_100k']:.2f} "
+                              "CPU s / 100k)", r, r >= 1.0, "≥ 1.0×"))
+    else:
+        rows.append(("two unpinned cores, cached token, vs nginx with 2 workers",
+                     "not measured (BENCH_TWO_CORE_ROUNDS=0 or one CPU)", "n/a", "≥ 1.0×", "**not met**"))
+    failed = [r["label"] for r in list(T.values()) + ([two["nginx"], two["sidecar"]] if two else [])
+              if r["non2xx"] + r["socket_errors"]]
+    warn = ("**Not valid:** these scenarios answered with errors (non-2xx or socket errors), "
+            "so their ratios do not measure the proxy's work: " + "; ".join(failed) + ".\n"
+            if failed else "")
+    out = ["## Targets (issue 14)\n",
+           "Ratios from this run (throughput rows: medians over the rounds above; the "
+           "two-core row: the section below).\n", warn,
+           "| measure | measured | ratio | target | |", "|---|---|---:|---|---|"]
+    out += [f"| {a} | {b} | {c} | {d_} | {e} |" for a, b, c, d_, e in rows]
     return "\n".join(out) + "\n"
 
 

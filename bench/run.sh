@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # cognito-sidecar benchmark suite: one command, writes BENCHMARKS.md.
 #
-#   bash bench/run.sh                          # about 7 minutes on 2 cores
-#   BENCH_SOAK_SECONDS=600 bash bench/run.sh   # with the issue's 10-minute soak (~17)
+#   bash bench/run.sh                          # about 12 minutes on 2 cores (+ the build)
+#   BENCH_SOAK_SECONDS=600 bash bench/run.sh   # with the issue's 10-minute soak (~22)
 #
 # What it does:
 #   1. installs what it needs with apt if missing (nginx-light, haproxy, wrk; root or
@@ -11,11 +11,14 @@
 #      (examples/bench_fixtures.rs, examples/loadgen.rs);
 #   3. runs bench/driver.py: fixtures (RSA key, JWKS, PEM key, realistic Cognito token,
 #      200k distinct tokens), a local nginx backend + JWKS server, the sidecar, nginx
-#      (plain proxy), HAProxy 2.6 (jwt_verify) and a bare hyper proxy
-#      (examples/hyper_floor.rs, the stack's floor); correctness checks; throughput,
+#      (plain proxy), HAProxy 2.6 (jwt_verify) and two bare hyper proxies
+#      (examples/hyper_floor.rs, the stack's floor; examples/hyper_floor_lean.rs, the
+#      raised floor); correctness checks; throughput (BENCH_ROUNDS interleaved rounds),
+#      a two-core scenario (nginx with 2 workers vs the sidecar, nothing pinned),
 #      fixed-rate latency, memory, cold start, soak, perf profile, criterion
-#      micro-benchmarks; writes BENCHMARKS.md. Load generators run on CPU 0 and servers
-#      on CPU 1 (taskset). Everything listens on 127.0.0.1, on ports picked at run time.
+#      micro-benchmarks; writes BENCHMARKS.md with the issue 6 and issue 14 target
+#      tables. Load generators run on CPU 0 and servers on CPU 1 (taskset), except in
+#      the two-core scenario. Everything listens on 127.0.0.1, on ports picked at run time.
 #
 # Everything the run starts is stopped when it ends (also on Ctrl-C). Work files go to
 # target/bench/. Settings: environment variables listed in bench/driver.py.

@@ -148,6 +148,12 @@ fn rsa_spki_pem(n: &[u8], e: &[u8]) -> String {
 ///   path. The suite measures the access log's cost separately (`BENCH_ACCESS_LOG`).
 /// - `limits.max_connections = 20000`: room for the 10,000 idle keep-alive
 ///   connections of the memory scenario (the default cap is exactly 10,000).
+/// - `limits.max_connections_per_ip = 0` and `max_in_flight_requests_per_ip = 0`: every
+///   load generator connects from 127.0.0.1, so the per-address caps (256 connections,
+///   32 requests in flight) would refuse most of the scenarios' load with 503 or close
+///   the idle connections; off, as for a sidecar behind a load balancer.
+/// - `limits.max_in_flight_requests = 20000`: the memory scenario sends one request on
+///   each of its 10,000 connections at once (the default cap, 128, answers 503).
 /// - Everything else is the default: verified-token cache of 10,000 entries / 16 MiB,
 ///   60 s leeway, identity headers `X-Auth-*`.
 fn config_text(a: &Args) -> String {
@@ -170,6 +176,11 @@ jwks_url = "{jwks}"
 [limits]
 # The memory scenario holds 10,000 idle keep-alive connections.
 max_connections = 20000
+# All load comes from one address (127.0.0.1): no per-address caps.
+max_connections_per_ip = 0
+max_in_flight_requests_per_ip = 0
+# The memory scenario's holder sends its 10,000 first requests at once.
+max_in_flight_requests = 20000
 
 [[routes]]
 path = "/public/"
