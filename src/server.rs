@@ -186,7 +186,11 @@ where
         let streams = Arc::clone(&svc_streams);
         async move {
             let response = if admitted {
-                match proxy::handle(req, shared, info).await {
+                // Boxed: hyper keeps room for one request future per HTTP/1
+                // connection for as long as it lives (idle too), and the proxy's is
+                // ~3.9 KB; boxed, that room is a pointer and the future exists only
+                // while a request does.
+                match Box::pin(proxy::handle(req, shared, info)).await {
                     Ok(r) => r,
                     Err(never) => match never {},
                 }
