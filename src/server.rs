@@ -1,7 +1,8 @@
 //! Listeners and connection handling: the proxy accept loop over TCP (plain or TLS) or a
 //! unix socket; HTTP/1.1 with upgrades and HTTP/2 (ALPN `h2` over TLS, prior knowledge
-//! in clear) through hyper-util's auto builder, with a `Timer` so the header read
-//! timeout is actually enforced; explicit header and stream limits; a connection cap
+//! otherwise), chosen per connection before hyper is involved (`proto`), with a `Timer`
+//! so the header read timeout is actually enforced; explicit header and stream limits;
+//! a connection cap
 //! that applies back-pressure by not accepting; a per-address cap that closes the
 //! excess at once (`per_ip`); the connection watch (`conn`: time to the first request
 //! head, HTTP/2 header blocks, idle with control frames not counting); and graceful
@@ -10,6 +11,7 @@
 mod conn;
 mod inflight;
 mod per_ip;
+mod proto;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,14 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{Limits, ListenAddr};
+use crate::config::ListenAddr;
 use crate::flag::until_true;
 use crate::proxy::websocket::KeepAlive;
 use crate::proxy::{self, ConnInfo};
@@ -33,6 +33,7 @@ use crate::reload::Live;
 use conn::{ConnWatch, Rules, Verdict, Watched};
 use inflight::{GuardedBody, InFlight, Permits, Streams};
 use per_ip::{PerIp, Slot};
+use proto::{Builders, Conn};
 
 /// The socket the proxy accepts on.
 pub enum ProxyListener {
@@ -89,61 +90,6 @@ impl ProxyListener {
     }
 }
 
-/// Runs each HTTP/2 stream's future once on the connection's own task before spawning
-/// it, and spawns it only if it is not done. A stream answered at once (503 over the
-/// in-flight cap) then ends with its head instead of waiting as a task: a flood of
-/// streams on a busy machine cannot pile up as a queue of unstarted tasks, each
-/// holding its stream open (about 10 KiB apiece, up to `max_connections` x
-/// `h2_max_concurrent_streams` of them).
-#[derive(Clone, Copy, Debug, Default)]
-struct EagerExecutor;
-
-impl<F> hyper::rt::Executor<F> for EagerExecutor
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        let mut fut = Box::pin(fut);
-        // A no-op waker is sound here: if the future is pending, the spawned task polls
-        // it again at once, registering its real waker.
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if fut.as_mut().poll(&mut cx).is_pending() {
-            tokio::spawn(fut);
-        }
-    }
-}
-
-/// Builds the connection builder with every limit set explicitly.
-fn builder(limits: &Limits) -> auto::Builder<EagerExecutor> {
-    let mut b = auto::Builder::new(EagerExecutor);
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes)
-        .max_headers(limits.max_headers);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_local_error_reset_streams(Some(1024))
-        // Memory bounds (README "Memory model"): request data buffered per stream while
-        // the upstream is slow to read it, and response data queued per stream.
-        .initial_stream_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(H2_CONN_WINDOW)
-        .max_send_buf_size(H2_SEND_BUF);
-    b
-}
-
-/// HTTP/2 receive window per stream (nginx's default too): request data buffered per
-/// stream is bounded by it.
-const H2_STREAM_WINDOW: u32 = 64 * 1024;
-/// HTTP/2 receive window per connection (the protocol's default size): request data
-/// buffered per connection, whatever its streams do, is bounded by it.
-const H2_CONN_WINDOW: u32 = 64 * 1024;
-/// Response data queued per HTTP/2 stream beyond what the client's window allows.
-const H2_SEND_BUF: usize = 64 * 1024;
-
 /// What an accepted connection holds while it lives: its `max_connections` permit, its
 /// per-address slot, and its place in the open-connections gauge. A bridged WebSocket
 /// session inherits it (through [`KeepAlive`]), so sessions count against the cap.
@@ -185,7 +131,7 @@ const CLOSING_TICK: Duration = Duration::from_millis(250);
 struct ConnCtx {
     info: ConnInfo,
     live: Arc<Live>,
-    builder: Arc<auto::Builder<EagerExecutor>>,
+    builders: Arc<Builders>,
     rules: Rules,
     /// The global cap on requests in flight.
     permits: Permits,
@@ -202,14 +148,14 @@ struct ConnCtx {
 /// Serves one accepted connection until it ends, breaks a rule of the connection
 /// watch (`server/conn.rs`: first request head, h2 header blocks, idle), or the drain
 /// ends it.
-async fn serve_conn<IO>(io: IO, ctx: ConnCtx)
+async fn serve_conn<IO>(io: IO, h2_alpn: bool, ctx: ConnCtx)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ConnCtx {
         info,
         live,
-        builder,
+        builders,
         rules,
         permits,
         send_timeout,
@@ -240,7 +186,11 @@ where
         let streams = Arc::clone(&svc_streams);
         async move {
             let response = if admitted {
-                match proxy::handle(req, shared, info).await {
+                // Boxed: hyper keeps room for one request future per HTTP/1
+                // connection for as long as it lives (idle too), and the proxy's is
+                // ~3.9 KB; boxed, that room is a pointer and the future exists only
+                // while a request does.
+                match Box::pin(proxy::handle(req, shared, info)).await {
                     Ok(r) => r,
                     Err(never) => match never {},
                 }
@@ -251,10 +201,7 @@ where
             Ok::<_, Infallible>(response.map(|body| GuardedBody::new(body, guard, &streams)))
         }
     });
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), svc)
-        .into_owned();
-    tokio::pin!(conn);
+    let mut conn = Conn::new(io, h2_alpn, &builders, svc);
     // Set once a graceful close was asked for (a rule, or the drain).
     let mut closing: Option<tokio::time::Instant> = None;
     loop {
@@ -280,7 +227,7 @@ where
                             );
                             if watch.is_http1() {
                                 // Its one response cannot finish: close now.
-                                conn.as_mut().graceful_shutdown();
+                                conn.graceful_shutdown();
                                 closing = Some(now);
                             }
                             continue;
@@ -293,21 +240,21 @@ where
                     if why.is_abrupt() {
                         return;
                     }
-                    conn.as_mut().graceful_shutdown();
+                    conn.graceful_shutdown();
                     closing = Some(now);
                     continue;
                 }
             }
         };
         tokio::select! {
-            r = conn.as_mut() => {
+            r = std::future::poll_fn(|cx| conn.poll_conn(cx)) => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with error");
                 }
                 return;
             }
             () = until_true(&mut drain), if closing.is_none() => {
-                conn.as_mut().graceful_shutdown();
+                conn.graceful_shutdown();
                 closing = Some(tokio::time::Instant::now());
             }
             () = tokio::time::sleep_until(wake) => {}
@@ -354,7 +301,7 @@ pub async fn serve_proxy(
 ) {
     // Connection-level limits are fixed at start; a reload reports changes to them.
     let startup = live.load();
-    let builder = Arc::new(builder(&startup.config.limits));
+    let builders = Arc::new(Builders::new(&startup.config.limits));
     let rules = Rules {
         header_read_timeout: startup.config.limits.header_read_timeout,
         idle_timeout: startup.config.limits.idle_timeout,
@@ -408,7 +355,7 @@ pub async fn serve_proxy(
                 tls: tls.is_some(),
             },
             live: Arc::clone(&live),
-            builder: Arc::clone(&builder),
+            builders: Arc::clone(&builders),
             rules,
             permits: in_flight.clone(),
             send_timeout,
@@ -420,7 +367,10 @@ pub async fn serve_proxy(
             match (stream, tls) {
                 (Accepted::Tcp(s), Some((acceptor, timeout))) => {
                     match tokio::time::timeout(timeout, acceptor.accept(s)).await {
-                        Ok(Ok(tls_stream)) => serve_conn(tls_stream, ctx).await,
+                        Ok(Ok(tls_stream)) => {
+                            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            serve_conn(tls_stream, h2, ctx).await;
+                        }
                         Ok(Err(e)) => {
                             metrics.tls_handshake_failures.inc();
                             tracing::debug!(error = %e, "TLS handshake failed");
@@ -431,8 +381,8 @@ pub async fn serve_proxy(
                         }
                     }
                 }
-                (Accepted::Tcp(s), None) => serve_conn(s, ctx).await,
-                (Accepted::Unix(s), _) => serve_conn(s, ctx).await,
+                (Accepted::Tcp(s), None) => serve_conn(s, false, ctx).await,
+                (Accepted::Unix(s), _) => serve_conn(s, false, ctx).await,
             }
             // A bridged WebSocket session may keep the slot (see `ConnHold`).
             drop(hold);

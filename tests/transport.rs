@@ -63,6 +63,44 @@ async fn tls_is_terminated_for_http1_and_h2_with_alpn() {
 }
 
 #[tokio::test]
+async fn h2_with_prior_knowledge_is_served_over_tls_without_alpn() {
+    use rustls_pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test ca");
+    let (tls, _, _) = tls_table(dir.path(), &ca, "");
+    let env = start_tls_env("", &tls).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // No ALPN offered: the first bytes (the HTTP/2 preface) choose the protocol.
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(env.sidecar.proxy_addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), None);
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://localhost/public/x")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let r = send.send_request(req).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), http::Version::HTTP_2);
+}
+
+#[tokio::test]
 async fn a_rotated_certificate_is_served_without_restart_and_old_connections_continue() {
     let dir = tempfile::tempdir().unwrap();
     let old_ca = Ca::new("old ca");

@@ -2,9 +2,10 @@
 //! enforce the rules hyper itself does not:
 //!
 //! 1. **First request head.** A connection must deliver a complete request head within
-//!    `header_read_timeout` of its start, on every protocol. hyper-util's protocol
-//!    detection has no deadline, so without this a silent connection, or an HTTP/2
-//!    preface trickled byte by byte, would live until the idle timeout.
+//!    `header_read_timeout` of its start, on every protocol. Reading the first bytes to
+//!    choose the protocol (`server/proto.rs`) has no deadline of its own, so without
+//!    this a silent connection, or an HTTP/2 preface trickled byte by byte, would live
+//!    until the idle timeout.
 //! 2. **HTTP/2 header blocks.** A header block (HEADERS, then CONTINUATION frames up to
 //!    END_HEADERS) still open `header_read_timeout` after its HEADERS frame arrived gets
 //!    the whole connection closed. RFC 9113 §6.10 forbids any other frame inside a header
@@ -34,7 +35,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const FRAME_HEADER_LEN: usize = 9;
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
@@ -379,11 +380,17 @@ impl ConnWatch {
 }
 
 /// The client stream, reporting what arrives to the connection's [`ConnWatch`].
-/// Writes pass through untouched: what the proxy sends is never client activity.
+/// Writes pass through untouched: what the proxy sends is never client activity. The
+/// first bytes, read to choose the protocol (`server/proto.rs`), are replayed to hyper
+/// from here, and not reported twice.
 pub(crate) struct Watched<T> {
     inner: T,
     sniffer: Sniffer,
     watch: Arc<ConnWatch>,
+    replay: [u8; PREFACE.len()],
+    /// Bytes of `replay` handed out so far, and how many there are.
+    replayed: u8,
+    replay_len: u8,
 }
 
 impl<T> Watched<T> {
@@ -392,7 +399,17 @@ impl<T> Watched<T> {
             inner,
             sniffer: Sniffer::default(),
             watch,
+            replay: [0; PREFACE.len()],
+            replayed: 0,
+            replay_len: 0,
         }
+    }
+
+    /// The next reads return the first `len` bytes of `bytes` before anything else.
+    pub(crate) fn replay(&mut self, bytes: [u8; PREFACE.len()], len: u8) {
+        self.replay = bytes;
+        self.replayed = 0;
+        self.replay_len = len;
     }
 }
 
@@ -403,6 +420,18 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if this.replayed < this.replay_len {
+            let end = usize::from(this.replay_len).min(PREFACE.len());
+            let rest = this
+                .replay
+                .get(usize::from(this.replayed)..end)
+                .unwrap_or(&[]);
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            // n <= rest.len() <= 24.
+            this.replayed += u8::try_from(n).unwrap_or(0);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         let new = &buf.filled()[before..];
@@ -570,6 +599,21 @@ mod tests {
         let mut s = Sniffer::default();
         s.feed(b"PRI * HTTP/2");
         assert!(s.feed(b"x").request_bytes, "a wrong byte mid-preface");
+    }
+
+    #[tokio::test]
+    async fn replayed_bytes_come_first_and_are_reported_once() {
+        use tokio::io::AsyncReadExt;
+        let w = ConnWatch::new(Instant::now());
+        let mut io = Watched::new(&b"GET / HTTP/1.1\r\n"[..], Arc::clone(&w));
+        let mut first = [0; PREFACE.len()];
+        let n = io.read(&mut first[..3]).await.unwrap();
+        assert_eq!(&first[..n], b"GET");
+        io.replay(first, 3);
+        let mut out = Vec::new();
+        io.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, b"GET / HTTP/1.1\r\n");
+        assert!(w.is_http1());
     }
 
     #[test]
