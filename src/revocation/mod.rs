@@ -4,7 +4,7 @@
 //! (`GlobalSignOut`, `AdminUserGlobalSignOut`) or whose user was disabled or deleted,
 //! while their signatures stay valid until `exp`.
 //!
-//! Per token (keyed by the SHA-256 of its signature segment, see [`key`]) the answer
+//! Per token (keyed by the SHA-256 of its signature segment, see `key`) the answer
 //! is remembered for
 //! `revocation_check.cache_seconds`, never past the token's `exp`, in a bounded cache;
 //! concurrent requests with one token share one call (single flight: the cache holds a
