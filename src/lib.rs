@@ -65,6 +65,7 @@ pub mod issuer;
 pub mod jwks;
 pub mod login;
 pub mod metrics;
+pub mod outbound;
 pub mod path;
 pub mod proxy;
 pub mod reload;

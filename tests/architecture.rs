@@ -26,6 +26,7 @@ const LAYERS: &[&[&str]] = &[
         "token",
         "credential",
         "seal",
+        "outbound",
     ],
     // Typed, validated configuration.
     &["config"],

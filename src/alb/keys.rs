@@ -134,14 +134,7 @@ impl AlbKeys {
         timeout: Duration,
         limits: AlbKeyLimits,
     ) -> Result<Self, AlbClientError> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .timeout(timeout)
-            .user_agent(concat!("cognito-sidecar/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| AlbClientError(e.without_url()))?;
+        let client = crate::outbound::client(timeout).map_err(AlbClientError)?;
         Ok(Self {
             base_url: public_key_url.to_owned(),
             client,

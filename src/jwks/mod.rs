@@ -77,14 +77,7 @@ impl Jwks {
         settings: JwksSettings,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, JwksError> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(settings.fetch_timeout.min(Duration::from_secs(2)))
-            .timeout(settings.fetch_timeout)
-            .user_agent(concat!("cognito-sidecar/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| JwksError::Fetch(e.without_url()))?;
+        let client = crate::outbound::client(settings.fetch_timeout).map_err(JwksError::Fetch)?;
         let slots = pools
             .iter()
             .map(|p| PoolSlot {

@@ -67,15 +67,9 @@ pub(super) struct GetUser {
 impl GetUser {
     /// A client whose calls end after `timeout`.
     pub(super) fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .timeout(timeout)
-            .user_agent(concat!("cognito-sidecar/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(reqwest::Error::without_url)?;
-        Ok(Self { http })
+        Ok(Self {
+            http: crate::outbound::client(timeout)?,
+        })
     }
 
     /// Presents `token` to the `GetUser` API at `endpoint`.
