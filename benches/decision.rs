@@ -29,9 +29,9 @@ use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use cognito_sidecar::auth::{self, Admission, Decision, Policy};
+use cognito_sidecar::auth::{self, Decision, Policy};
 use cognito_sidecar::cache::TokenCache;
 use cognito_sidecar::config::{
     Config, DenyKind, DenyList, DenyListSettings, normalize_header_name,
@@ -39,24 +39,15 @@ use cognito_sidecar::config::{
 use cognito_sidecar::deny_list::{self, DenyListHandle};
 use cognito_sidecar::headers;
 use cognito_sidecar::issuer::DevIssuer;
-use cognito_sidecar::jwks::{KeysSnapshot, PoolKeys};
 use cognito_sidecar::token::{self, Claims};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::request::Parts;
 
 #[path = "../bench/claims.rs"]
 mod claims;
+mod common;
 use claims::{CLIENT, GROUPS, KID, POOL, access_claims};
-
-fn now() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
+use common::{allowed, now, request, snapshot};
 
 fn config() -> Config {
     Config::from_toml(&format!(
@@ -81,39 +72,9 @@ fn config() -> Config {
     .expect("bench config")
 }
 
-/// A request head like a browser or SDK sends, plus a spoofed identity header.
-fn request(path: &str, token: Option<&str>) -> Parts {
-    let mut b = http::Request::builder()
-        .method("GET")
-        .uri(path)
-        .header("host", "api.example.com")
-        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) bench/1.0")
-        .header("accept", "application/json")
-        .header("accept-encoding", "gzip, deflate, br")
-        .header("x-request-id", "0123456789abcdef0123456789abcdef")
-        .header("x-auth-sub", "spoofed");
-    if let Some(t) = token {
-        b = b.header("authorization", format!("Bearer {t}"));
-    }
-    b.body(()).unwrap().into_parts().0
-}
-
-fn allowed(d: Decision) -> Admission {
-    match d {
-        Decision::Allow(a) => a,
-        Decision::Deny(d) => panic!("denied: {d:?}"),
-    }
-}
-
 fn benches(c: &mut Criterion) {
     let issuer = DevIssuer::generate(&[KID]).unwrap();
-    let keys = KeysSnapshot {
-        pools: vec![PoolKeys {
-            keys: Some(Arc::new(issuer.key_set())),
-            fetched_at: now(),
-        }],
-        alb: None,
-    };
+    let keys = snapshot(&issuer);
     let cfg = config();
     let policy = Policy::from_config(&cfg);
     let t = now();
@@ -297,13 +258,7 @@ fn benches(c: &mut Criterion) {
 
 fn deny_list_benches(c: &mut Criterion) {
     let issuer = DevIssuer::generate(&[KID]).unwrap();
-    let keys = KeysSnapshot {
-        pools: vec![PoolKeys {
-            keys: Some(Arc::new(issuer.key_set())),
-            fetched_at: now(),
-        }],
-        alb: None,
-    };
+    let keys = snapshot(&issuer);
     let policy = Policy::from_config(&config());
     let token = issuer.mint(KID, &access_claims("alice", 0, &GROUPS, now() - 60));
     let parts = request("/api/orders?limit=10", Some(&token));

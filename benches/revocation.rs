@@ -18,14 +18,12 @@
 )]
 
 use std::hint::black_box;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cognito_sidecar::auth::{self, Decision, Policy};
 use cognito_sidecar::config::Config;
 use cognito_sidecar::issuer::DevIssuer;
-use cognito_sidecar::jwks::{KeysSnapshot, PoolKeys};
 use cognito_sidecar::metrics::Metrics;
 use cognito_sidecar::revocation::{Revocation, Verdict};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -35,17 +33,9 @@ use http_body_util::Full;
 
 #[path = "../bench/claims.rs"]
 mod claims;
+mod common;
 use claims::{CLIENT, GROUPS, KID, POOL, access_claims};
-
-fn now() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
+use common::{allowed, now, request, snapshot};
 
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -81,27 +71,12 @@ fn benches(c: &mut Criterion) {
     let metrics = Metrics::new().unwrap();
     let revocation = Revocation::from_config(&cfg, &metrics).unwrap().unwrap();
     let issuer = DevIssuer::generate(&[KID]).unwrap();
-    let keys = KeysSnapshot {
-        pools: vec![PoolKeys {
-            keys: Some(Arc::new(issuer.key_set())),
-            fetched_at: now(),
-        }],
-        alb: None,
-    };
+    let keys = snapshot(&issuer);
     let policy = Policy::from_config(&cfg);
     let token = issuer.mint(KID, &access_claims("alice", 0, &GROUPS, now() - 60));
-    let parts = http::Request::builder()
-        .uri("/api/orders?limit=10")
-        .header("host", "api.example.com")
-        .header("authorization", format!("Bearer {token}"))
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0;
+    let parts = request("/api/orders?limit=10", Some(&token));
     let decision = auth::authorize(&parts, now(), &keys, &policy);
-    let Decision::Allow(admission) = &decision else {
-        panic!("denied: {decision:?}")
-    };
+    let admission = allowed(decision.clone());
     let exp = admission.identity.as_ref().unwrap().claims.exp;
     // Seed: the one call.
     let seeded = rt.block_on(revocation.check("bench", &token, exp));
