@@ -62,6 +62,15 @@ enum Phase {
     },
 }
 
+/// The protocol a connection's first bytes chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// Anything but the HTTP/2 preface.
+    Http1,
+    /// The HTTP/2 preface (prior knowledge).
+    Http2,
+}
+
 /// What one chunk of inbound bytes contained.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Seen {
@@ -96,6 +105,16 @@ impl Sniffer {
     /// Whether the bytes so far are not HTTP/2.
     pub(crate) fn is_http1(&self) -> bool {
         self.phase == Phase::Http1
+    }
+
+    /// The protocol the first bytes chose: `None` while they still match a part of the
+    /// HTTP/2 preface.
+    pub(crate) fn protocol(&self) -> Option<Protocol> {
+        match self.phase {
+            Phase::Preface(_) => None,
+            Phase::Http1 => Some(Protocol::Http1),
+            Phase::FrameHeader { .. } | Phase::Payload { .. } => Some(Protocol::Http2),
+        }
     }
 
     /// Whether an HTTP/2 header block is open now.
@@ -406,6 +425,11 @@ impl<T> Watched<T> {
     }
 
     /// The next reads return the first `len` bytes of `bytes` before anything else.
+    /// The protocol the bytes read so far chose (see [`Sniffer::protocol`]).
+    pub(crate) fn protocol(&self) -> Option<Protocol> {
+        self.sniffer.protocol()
+    }
+
     pub(crate) fn replay(&mut self, bytes: [u8; PREFACE.len()], len: u8) {
         self.replay = bytes;
         self.replayed = 0;

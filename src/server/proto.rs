@@ -19,7 +19,7 @@ use hyper::service::HttpService;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::conn::PREFACE;
+use super::conn::{PREFACE, Protocol};
 
 use super::conn::Watched;
 use crate::config::Limits;
@@ -125,21 +125,21 @@ impl<T: AsyncRead + Unpin, S> Sniff<T, S> {
             let n = rb.filled().len();
             // have + n <= 24.
             self.filled += u8::try_from(n).unwrap_or(0);
-            let got = &self.buf[..usize::from(self.filled)];
             if n == 0 {
                 // End of stream: what came (a piece of the preface) goes to HTTP/1,
                 // as the auto builder did.
-                return Poll::Ready(Ok(if got.is_empty() {
+                return Poll::Ready(Ok(if self.filled == 0 {
                     Proto::Gone
                 } else {
                     Proto::Http1
                 }));
             }
-            if got != &PREFACE[..got.len()] {
-                return Poll::Ready(Ok(Proto::Http1));
-            }
-            if got.len() == PREFACE.len() {
-                return Poll::Ready(Ok(Proto::Http2));
+            // The connection watch's sniffer has seen these bytes and decides, at the
+            // latest once the buffer holds a whole preface's length.
+            match self.io.protocol() {
+                Some(Protocol::Http1) => return Poll::Ready(Ok(Proto::Http1)),
+                Some(Protocol::Http2) => return Poll::Ready(Ok(Proto::Http2)),
+                None => {}
             }
         }
     }
