@@ -102,11 +102,6 @@ impl Default for Sniffer {
 }
 
 impl Sniffer {
-    /// Whether the bytes so far are not HTTP/2.
-    pub(crate) fn is_http1(&self) -> bool {
-        self.phase == Phase::Http1
-    }
-
     /// The protocol the first bytes chose: `None` while they still match a part of the
     /// HTTP/2 preface.
     pub(crate) fn protocol(&self) -> Option<Protocol> {
@@ -465,7 +460,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
                 this.watch
                     .observe(seen, this.sniffer.block_open(), Instant::now());
             }
-            if this.sniffer.is_http1() && !this.watch.is_http1() {
+            if this.sniffer.protocol() == Some(Protocol::Http1) && !this.watch.is_http1() {
                 this.watch.http1.store(true, Ordering::Relaxed);
             }
         }
